@@ -1,0 +1,28 @@
+//! rprof-core: the pprof data model and everything rprof does with a profile once it exists.
+//!
+//! - [`proto`]: the pprof protobuf messages, field for field.
+//! - [`codec`]: gzip + protobuf encoding and decoding, with validation of what is read.
+//! - [`builder`]: building a profile from stacks, interning strings, functions and locations.
+//! - [`merge`]: merging profiles of one kind (several test binaries of a run) into one.
+//! - `symbolize` (feature `symbolize`): turning address-only locations into functions and lines.
+//! - `report` (feature `report`): `top`, `traces` and flame graphs, as `go tool pprof` shows them.
+//!
+//! This crate knows nothing of processes, signals or cargo: it reads and writes profiles.
+
+pub mod builder;
+pub mod codec;
+mod error;
+pub mod merge;
+mod model;
+pub mod proto;
+#[cfg(feature = "report")]
+pub mod report;
+#[cfg(feature = "symbolize")]
+pub mod symbolize;
+
+pub use builder::ProfileBuilder;
+pub use error::Error;
+pub use proto::Profile;
+
+/// Result with rprof-core's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! Support code for rprof's end-to-end tests (the `tests/` directory of this workspace).
