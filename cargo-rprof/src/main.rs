@@ -1,1 +1,5 @@
-fn main() {}
+//! `cargo rprof`: see the crate's library docs and the README.
+
+fn main() {
+    std::process::exit(cargo_rprof::main());
+}

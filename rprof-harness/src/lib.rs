@@ -1,1 +1,25 @@
+//! rprof-harness: the profilers that live inside the profiled process.
+//!
+//! Two ways in:
+//! - the **preload library** (this crate built as a `cdylib` with feature `preload`), which
+//!   `cargo rprof` puts in `LD_PRELOAD` of each test or bench binary: it reads its settings from
+//!   `RPROF_*` variables, removes them (and `LD_PRELOAD`) from the environment so children run
+//!   unprofiled, starts the requested profilers before `main` and writes an unsymbolized pprof
+//!   file at exit;
+//! - the library itself, for code that links it.
+//!
+//! The unsafe code sits in small modules with one job each, hazards written at their top:
+//! [`unwind`] (frame-pointer walking with stack-bound checks), [`queue`] (the lock-free sample
+//! buffer a signal handler writes into), `cpu` (the per-thread CPU timers and the `SIGPROF`
+//! handler), [`thread`] (per-thread state: stack bounds, timers), `maps` (the loaded binaries).
 
+pub mod cpu;
+pub mod maps;
+pub mod queue;
+pub mod raw;
+mod rng;
+pub mod thread;
+pub mod unwind;
+
+#[cfg(feature = "preload")]
+mod preload;

@@ -1,0 +1,70 @@
+//! `cargo rprof top|traces|flamegraph FILE`: read any pprof file and print what
+//! `go tool pprof -top/-traces` prints, or write a flame graph.
+
+use std::path::Path;
+
+use rprof_core::report::{self, ReportOptions};
+use rprof_core::{codec, Profile};
+
+use crate::cli::{FlamegraphArgs, ReportArgs, TopArgs};
+use crate::CliError;
+
+fn load(path: &Path) -> Result<Profile, CliError> {
+    codec::read_file(path).map_err(|source| CliError::Profile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn options(a: &ReportArgs) -> ReportOptions {
+    ReportOptions {
+        sample_index: a.sample_index.clone(),
+        title: Some(a.file.display().to_string()),
+        ..Default::default()
+    }
+}
+
+fn report_error(a: &ReportArgs, source: rprof_core::Error) -> CliError {
+    CliError::Profile {
+        path: a.file.clone(),
+        source,
+    }
+}
+
+/// `cargo rprof top`.
+pub fn top(a: &TopArgs) -> Result<(), CliError> {
+    let profile = load(&a.report.file)?;
+    let opts = ReportOptions {
+        nodecount: a.nodecount,
+        sort_by_cum: a.cum,
+        ..options(&a.report)
+    };
+    let text = report::top(&profile, &opts).map_err(|e| report_error(&a.report, e))?;
+    print!("{text}");
+    Ok(())
+}
+
+/// `cargo rprof traces`.
+pub fn traces(a: &ReportArgs) -> Result<(), CliError> {
+    let profile = load(&a.file)?;
+    let text = report::traces(&profile, &options(a)).map_err(|e| report_error(a, e))?;
+    print!("{text}");
+    Ok(())
+}
+
+/// `cargo rprof flamegraph`.
+pub fn flamegraph(a: &FlamegraphArgs) -> Result<(), CliError> {
+    let profile = load(&a.report.file)?;
+    let mut opts = options(&a.report);
+    if a.title.is_some() {
+        opts.title = a.title.clone();
+    }
+    let mut svg = Vec::new();
+    report::flamegraph(&profile, &opts, &mut svg).map_err(|e| report_error(&a.report, e))?;
+    std::fs::write(&a.output, svg).map_err(|source| CliError::Write {
+        path: a.output.clone(),
+        source,
+    })?;
+    crate::term::status("Wrote", a.output.display());
+    Ok(())
+}

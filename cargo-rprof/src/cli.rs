@@ -1,0 +1,318 @@
+//! The command line: `cargo rprof test|bench` (profile) and `top|traces|flamegraph` (analyze).
+//!
+//! `test` and `bench` take rprof's own flags anywhere before `--`; every other argument goes to
+//! cargo unchanged, and everything after `--` to the binaries, as with `cargo test`. So rprof's
+//! flags are picked out first and only they are parsed by clap.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::session::{ProfileKind, Request, TestRun};
+use crate::{analyze, session, CliError};
+
+/// Profile a crate's tests and benchmarks, and read pprof profiles.
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", version, styles = clap::builder::Styles::styled())]
+pub enum CargoCli {
+    /// Profile tests and benchmarks and analyze pprof profiles.
+    Rprof(RprofCli),
+}
+
+/// `cargo rprof`'s subcommands.
+#[derive(Debug, Args)]
+#[command(version, about, long_about = None)]
+pub struct RprofCli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run `cargo test` with profilers on; write pprof files (cargo test options pass through).
+    #[command(after_help = PASS_THROUGH_HELP)]
+    Test(ProfileArgs),
+    /// Run `cargo bench` with profilers on; write pprof files (cargo bench options pass through).
+    #[command(after_help = PASS_THROUGH_HELP)]
+    Bench(ProfileArgs),
+    /// Print the functions with the highest values, like `go tool pprof -top`.
+    Top(TopArgs),
+    /// Print every distinct stack with its value, like `go tool pprof -traces`.
+    Traces(ReportArgs),
+    /// Write a flame graph (SVG) of a profile.
+    Flamegraph(FlamegraphArgs),
+}
+
+const PASS_THROUGH_HELP: &str = "\
+Every other option is passed to cargo unchanged (-p, --workspace, --lib, --test NAME,
+--bench NAME, --features, --release, --manifest-path, --no-fail-fast, test name filters, ...),
+and everything after `--` to the test or bench binaries.
+
+The crate is built in <target-dir>/rprof with frame pointers and line tables added to your own
+rustflags; your usual target/debug is not touched. Each binary is kept for symbolization, the
+profiles of all binaries are merged into one file per profile kind, and the exit status is
+cargo's.
+
+Examples:
+  cargo rprof test --cpuprofile cpu.prof
+  cargo rprof test -p mycrate --cpuprofile cpu.prof --cpuprofilerate 1000 -- hot_path
+  cargo rprof bench --cpuprofile cpu.prof --bench parse";
+
+/// rprof's own flags for `test` and `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct ProfileArgs {
+    /// Write a CPU profile (pprof format, gzip) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub cpuprofile: Option<PathBuf>,
+    /// CPU samples per second of CPU time, per thread.
+    #[arg(long, value_name = "HZ", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub cpuprofilerate: u32,
+    /// Write profile files into DIR instead of the current directory.
+    #[arg(long, value_name = "DIR")]
+    pub outputdir: Option<PathBuf>,
+    /// Options for cargo, and after `--` for the binaries (see below).
+    #[arg(value_name = "CARGO_OPTIONS", num_args = 0.., allow_hyphen_values = true)]
+    pub passthrough: Vec<OsString>,
+}
+
+/// Options shared by the report commands.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The profile to read (pprof format, gzip or raw).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Which sample type to report, e.g. `samples`, `cpu`, `alloc_space` (default: the
+    /// profile's default).
+    #[arg(long = "sample-index", visible_alias = "sample_index", value_name = "NAME")]
+    pub sample_index: Option<String>,
+}
+
+/// `cargo rprof top`.
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Sort by cumulative value (the function and everything it calls) instead of flat.
+    #[arg(long)]
+    pub cum: bool,
+    /// Show at most N functions.
+    #[arg(short = 'n', long = "nodecount", value_name = "N")]
+    pub nodecount: Option<usize>,
+}
+
+/// `cargo rprof flamegraph`.
+#[derive(Debug, Clone, Args)]
+pub struct FlamegraphArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Where to write the SVG.
+    #[arg(short = 'o', long = "output", value_name = "SVG")]
+    pub output: PathBuf,
+    /// Title of the graph (default: the profile's type and file name).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// rprof's own flags of `test` and `bench` that take a value.
+const OWN_VALUE_FLAGS: &[&str] = &["--cpuprofile", "--cpuprofilerate", "--outputdir"];
+
+/// Split the arguments after `test`/`bench` into rprof's own (as `--flag=value`), cargo's, and
+/// the binaries' (after `--`).
+fn split_profile_args(args: &[OsString]) -> (Vec<OsString>, Vec<OsString>, Vec<OsString>) {
+    let (mut own, mut cargo, mut binary) = (Vec::new(), Vec::new(), Vec::new());
+    let mut iter = args.iter();
+    while let Some(a) = iter.next() {
+        let s = a.to_string_lossy();
+        if s == "--" {
+            binary.extend(iter.by_ref().cloned());
+            break;
+        }
+        if s == "-h" || s == "--help" {
+            own.push(a.clone());
+        } else if OWN_VALUE_FLAGS.contains(&s.as_ref()) {
+            match iter.next() {
+                Some(v) => {
+                    let mut joined = OsString::from(format!("{s}="));
+                    joined.push(v);
+                    own.push(joined);
+                }
+                None => own.push(a.clone()),
+            }
+        } else if OWN_VALUE_FLAGS
+            .iter()
+            .any(|f| s.strip_prefix(f).is_some_and(|r| r.starts_with('=')))
+        {
+            own.push(a.clone());
+        } else {
+            cargo.push(a.clone());
+        }
+    }
+    (own, cargo, binary)
+}
+
+/// Parse the arguments (`args[0]` is the program) into a command.
+pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
+    // `cargo rprof ...` arrives as `cargo-rprof rprof ...`; accept `cargo-rprof ...` too.
+    if args.get(1).is_none_or(|a| a != "rprof") {
+        args.insert(1.min(args.len()), "rprof".into());
+    }
+    let sub = args.get(2).map(|a| a.to_string_lossy().into_owned());
+    let mut passthrough = None;
+    if matches!(sub.as_deref(), Some("test" | "bench")) {
+        let (own, cargo, binary) = split_profile_args(&args[3..]);
+        args.truncate(3);
+        args.extend(own);
+        passthrough = Some((cargo, binary));
+    }
+    let CargoCli::Rprof(cli) = CargoCli::try_parse_from(args)?;
+    let mut command = cli.command;
+    if let (Command::Test(p) | Command::Bench(p), Some((cargo, binary))) = (&mut command, passthrough) {
+        p.passthrough = cargo;
+        if !binary.is_empty() {
+            p.passthrough.push("--".into());
+            p.passthrough.extend(binary);
+        }
+    }
+    Ok(command)
+}
+
+/// Turn parsed `test`/`bench` flags into a run.
+pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> {
+    let dir = p.outputdir.clone().unwrap_or_default();
+    let mut requests = Vec::new();
+    if let Some(file) = &p.cpuprofile {
+        requests.push(Request {
+            kind: ProfileKind::Cpu,
+            output: dir.join(file),
+            rate: u64::from(p.cpuprofilerate),
+        });
+    }
+    if requests.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no profile requested: add --cpuprofile FILE (see `cargo rprof {subcommand} --help`)"
+        )));
+    }
+    if let Some(d) = &p.outputdir {
+        if !d.is_dir() {
+            return Err(CliError::Usage(format!(
+                "--outputdir {}: no such directory",
+                d.display()
+            )));
+        }
+    }
+    let split = p.passthrough.iter().position(|a| a == "--");
+    let (cargo_args, binary_args) = match split {
+        Some(i) => (p.passthrough[..i].to_vec(), p.passthrough[i + 1..].to_vec()),
+        None => (p.passthrough.clone(), Vec::new()),
+    };
+    Ok(TestRun {
+        subcommand: subcommand.to_owned(),
+        cargo_args,
+        binary_args,
+        requests,
+    })
+}
+
+/// Parse and run; returns the exit code.
+pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
+    let command = match parse(args) {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return Ok(0);
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            return Err(CliError::Usage(
+                first.trim_start_matches("error: ").to_owned(),
+            ));
+        }
+    };
+    match &command {
+        Command::Test(p) => session::run(&test_run("test", p)?),
+        Command::Bench(p) => session::run(&test_run("bench", p)?),
+        Command::Top(a) => analyze::top(a).map(|()| 0),
+        Command::Traces(a) => analyze::traces(a).map(|()| 0),
+        Command::Flamegraph(a) => analyze::flamegraph(a).map(|()| 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    fn profile_args(args: &[&str]) -> Result<ProfileArgs, clap::Error> {
+        match parse(os(args))? {
+            Command::Test(p) | Command::Bench(p) => Ok(p),
+            other => panic!("not a profile command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn own_flags_anywhere_before_the_separator() {
+        let p = profile_args(&[
+            "cargo-rprof", "rprof", "test", "-p", "demo", "--cpuprofile", "cpu.prof",
+            "--release", "--cpuprofilerate=1000", "--", "--cpuprofile", "x",
+        ])
+        .unwrap();
+        assert_eq!(p.cpuprofile, Some(PathBuf::from("cpu.prof")));
+        assert_eq!(p.cpuprofilerate, 1000);
+        assert_eq!(p.passthrough, os(&["-p", "demo", "--release", "--", "--cpuprofile", "x"]));
+        let run = test_run("test", &p).unwrap();
+        assert_eq!(run.cargo_args, os(&["-p", "demo", "--release"]));
+        assert_eq!(run.binary_args, os(&["--cpuprofile", "x"]));
+    }
+
+    #[test]
+    fn cpuprofilerate_defaults_to_100_and_rejects_bad_values() {
+        let p = profile_args(&["cargo-rprof", "rprof", "bench", "--cpuprofile", "c"]).unwrap();
+        assert_eq!(p.cpuprofilerate, 100);
+        for bad in ["0", "-5", "abc", "1000001"] {
+            let e = profile_args(&["cargo-rprof", "test", "--cpuprofilerate", bad]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+    }
+
+    #[test]
+    fn outputdir_is_joined_and_a_profile_is_required() {
+        let dir = std::env::temp_dir();
+        let p = profile_args(&[
+            "cargo-rprof", "test", "--outputdir", dir.to_str().unwrap(), "--cpuprofile", "c.prof",
+        ])
+        .unwrap();
+        assert_eq!(test_run("test", &p).unwrap().requests[0].output, dir.join("c.prof"));
+        let p = profile_args(&["cargo-rprof", "test"]).unwrap();
+        assert!(matches!(test_run("test", &p), Err(CliError::Usage(_))));
+    }
+
+    #[test]
+    fn report_commands_parse() {
+        match parse(os(&["cargo-rprof", "rprof", "top", "f.prof", "--cum", "-n", "5"])).unwrap() {
+            Command::Top(t) => {
+                assert!(t.cum);
+                assert_eq!(t.nodecount, Some(5));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(os(&["cargo-rprof", "flamegraph", "f.prof", "-o", "x.svg"])).unwrap() {
+            Command::Flamegraph(f) => assert_eq!(f.output, PathBuf::from("x.svg")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        CargoCli::command().debug_assert();
+    }
+}

@@ -1,0 +1,69 @@
+use std::path::PathBuf;
+
+/// Everything the CLI reports to the user. Each variant prints as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad command-line usage (clap's message, already formatted).
+    #[error("{0}")]
+    Usage(String),
+    /// A profile file could not be read, decoded or reported.
+    #[error("{path}: {source}")]
+    Profile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rprof_core::Error,
+    },
+    /// Writing an output file failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The output would go into a directory that does not exist.
+    #[error("cannot write {what} to {path}: directory {dir} does not exist")]
+    NoSuchDir {
+        /// Which profile.
+        what: &'static str,
+        /// The requested file.
+        path: PathBuf,
+        /// Its missing directory.
+        dir: PathBuf,
+    },
+    /// cargo could not be started or queried.
+    #[error("{0}")]
+    Cargo(String),
+    /// A run produced no profile at all.
+    #[error("{0}")]
+    NoProfile(String),
+    /// Some other I/O failure, with context.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// The process exit code for this error: 2 for usage errors (as clap and cargo do), 1 else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        CliError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! After cargo returns: symbolize each binary's raw profile against its kept copy, merge them
+//! into one file per profile kind, write it, and print the short report.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use rprof_core::report::{self, ReportOptions};
+use rprof_core::symbolize::Symbolizer;
+use rprof_core::{codec, merge, Profile};
+
+use crate::session::{self, Request, RunRecord};
+use crate::{runner, term, CliError};
+
+/// Post-process `session` for every request; returns the exit code to use (cargo's, or 1 when
+/// cargo succeeded but a requested profile could not be produced).
+pub fn finish(session: &Path, requests: &[Request], cargo_code: i32) -> Result<i32, CliError> {
+    let runs = session::read_manifest(session);
+    let mut code = cargo_code;
+    for request in requests {
+        match finish_one(session, &runs, request) {
+            Ok(()) => {}
+            Err(e) if cargo_code != 0 => {
+                term::warning(format!("{e} (cargo exited with status {cargo_code})"))
+            }
+            Err(e) => {
+                term::error(&e);
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(), CliError> {
+    let kind = request.kind.name();
+    let mut symbolizer = Symbolizer::new();
+    let mut profiles = Vec::new();
+    let mut missing = Vec::new();
+    let mut warnings = BTreeSet::new();
+    for run in runs {
+        let raw = runner::raw_path(session, run.pid, request.kind);
+        if !raw.exists() {
+            missing.push(run);
+            continue;
+        }
+        let profile = codec::read_file(&raw).map_err(|source| CliError::Profile {
+            path: raw.clone(),
+            source,
+        })?;
+        let original = run.original.to_string_lossy().into_owned();
+        let resolve = |filename: &str, _build_id: &str| -> Option<PathBuf> {
+            (filename == original).then(|| run.kept.clone())
+        };
+        let symbolized = symbolizer.symbolize(&profile, &resolve);
+        warnings.extend(symbolized.warnings);
+        profiles.push(symbolized.profile);
+    }
+    for run in &missing {
+        term::warning(format!(
+            "{} wrote no {kind} profile (killed by a signal, or it exec'd?)",
+            display_name(&run.original)
+        ));
+    }
+    for w in &warnings {
+        term::warning(w);
+    }
+    if profiles.is_empty() {
+        return Err(CliError::NoProfile(format!(
+            "no {kind} profile written: no test or bench binary ran under rprof"
+        )));
+    }
+    let merged = merge::merge(&profiles).map_err(|source| CliError::Profile {
+        path: request.output.clone(),
+        source,
+    })?;
+    codec::write_file(&request.output, &merged).map_err(|source| CliError::Profile {
+        path: request.output.clone(),
+        source,
+    })?;
+    print_report(&merged, request, profiles.len(), session);
+    Ok(())
+}
+
+fn display_name(binary: &Path) -> String {
+    binary
+        .file_name()
+        .map_or_else(|| binary.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn print_report(profile: &Profile, request: &Request, binaries: usize, session: &Path) {
+    let index = profile.default_sample_index();
+    let vt = profile.sample_type[index];
+    let unit = profile.str(vt.unit).to_owned();
+    let total = profile.total(index);
+    let samples = profile
+        .sample_type
+        .iter()
+        .position(|t| profile.str(t.r#type) == "samples")
+        .map(|i| profile.total(i));
+    let mut summary = format!(
+        "{} ({} {}",
+        request.output.display(),
+        report::format_value(total, &unit),
+        profile.str(vt.r#type)
+    );
+    if let Some(n) = samples {
+        summary.push_str(&format!(" in {n} samples"));
+    }
+    summary.push_str(&format!(
+        " from {binaries} binar{})",
+        if binaries == 1 { "y" } else { "ies" }
+    ));
+    term::status("Profiled", summary);
+    for c in &profile.comment {
+        term::warning(profile.str(*c));
+    }
+    let opts = ReportOptions {
+        nodecount: Some(10),
+        ..Default::default()
+    };
+    if let Ok(text) = report::top(profile, &opts) {
+        let table: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("flat"))
+            .collect();
+        for line in table {
+            eprintln!("{line}");
+        }
+    }
+    let file = request.output.display();
+    term::status("Binaries", format!("kept in {}", session.join("bin").display()));
+    term::status(
+        "Next",
+        format!(
+            "cargo rprof top {file} --cum | cargo rprof traces {file} | cargo rprof flamegraph {file} -o {}.svg | go tool pprof -http=: {file}",
+            request.kind.name()
+        ),
+    );
+    if total == 0 {
+        term::warning(format!(
+            "the {} profile is empty: the binaries ran too briefly to be sampled (try a higher --cpuprofilerate)",
+            request.kind.name()
+        ));
+    }
+}

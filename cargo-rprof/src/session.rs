@@ -1,0 +1,355 @@
+//! One `cargo rprof test|bench` run: its directory, the cargo command with rprof's runner and
+//! rustc wrapper in place, and the records the runners leave for post-processing.
+//!
+//! Layout under `<target-dir>/rprof/`: `debug/`, `release/` (cargo's build, with frame pointers,
+//! separate from the user's own), `preload/` (the preload library), and `sessions/<id>/` with
+//! `bin/` (kept copies of every binary run), `raw/` (unsymbolized profiles) and `runs.tsv`.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{postprocess, preload, term, wrapper, CliError};
+
+/// Names the session directory for runners.
+pub const SESSION_ENV: &str = "RPROF_SESSION_DIR";
+/// Names the preload library for runners.
+pub const PRELOAD_ENV: &str = "RPROF_PRELOAD_LIBRARY";
+/// The user's own target runner, chained by ours.
+pub const CHAIN_RUNNER_ENV: &str = "RPROF_CHAIN_RUNNER";
+/// The user's own rustc wrapper, restored for the binaries we run.
+pub const USER_WRAPPER_ENV: &str = wrapper::USER_WRAPPER_ENV;
+/// The manifest file of a session: one line per binary run.
+pub const MANIFEST: &str = "runs.tsv";
+/// How many old sessions to keep (each holds copies of the binaries it ran).
+const KEEP_SESSIONS: usize = 5;
+
+/// A kind of profile rprof collects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProfileKind {
+    /// CPU time, sampled by per-thread CPU timers.
+    Cpu,
+}
+
+impl ProfileKind {
+    /// Every kind.
+    pub const ALL: [ProfileKind; 1] = [ProfileKind::Cpu];
+
+    /// Short name, used in file names and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "cpu",
+        }
+    }
+
+    /// Set (to anything) in the runner's environment when this kind is requested.
+    pub fn enabled_env(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "RPROF_WANT_CPU",
+        }
+    }
+
+    /// The variable the preload reads for this kind's raw output file.
+    pub fn output_env(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "RPROF_CPUPROFILE",
+        }
+    }
+
+    /// The variable the preload reads for this kind's rate.
+    pub fn rate_env(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "RPROF_CPUPROFILERATE",
+        }
+    }
+}
+
+/// One profile the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Which profiler.
+    pub kind: ProfileKind,
+    /// Where the merged, symbolized file goes (already joined with `--outputdir`).
+    pub output: PathBuf,
+    /// The profiler's rate, as given.
+    pub rate: u64,
+}
+
+/// `cargo rprof test|bench`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRun {
+    /// `test` or `bench`.
+    pub subcommand: String,
+    /// Arguments for cargo (everything that is not rprof's own flag), before `--`.
+    pub cargo_args: Vec<OsString>,
+    /// Arguments after `--`, for the binaries.
+    pub binary_args: Vec<OsString>,
+    /// The profiles to collect.
+    pub requests: Vec<Request>,
+}
+
+/// One run of a binary, as the runner recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// Its process id (the runner execs, so the binary keeps the runner's pid).
+    pub pid: u32,
+    /// The binary cargo built (the path its mappings name).
+    pub original: PathBuf,
+    /// Our copy of it.
+    pub kept: PathBuf,
+}
+
+impl RunRecord {
+    /// The manifest line for this record.
+    pub fn to_line(&self) -> String {
+        format!(
+            "{}\t{}\t{}\n",
+            self.pid,
+            self.original.display(),
+            self.kept.display()
+        )
+    }
+
+    /// Parse a manifest line.
+    pub fn parse(line: &str) -> Option<RunRecord> {
+        let mut f = line.split('\t');
+        Some(RunRecord {
+            pid: f.next()?.parse().ok()?,
+            original: PathBuf::from(f.next()?),
+            kept: PathBuf::from(f.next()?),
+        })
+    }
+}
+
+/// Run cargo with the profilers in place, then post-process. Returns cargo's exit code (or 1
+/// when cargo succeeded but no profile could be produced).
+pub fn run(run: &TestRun) -> Result<i32, CliError> {
+    for r in &run.requests {
+        check_output_dir(r)?;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let (mut cargo_args, user_target_dir) = take_target_dir(&run.cargo_args);
+    let target_dir = match user_target_dir {
+        Some(dir) => dir,
+        None => target_directory(&cargo, &cargo_args)?,
+    };
+    let rprof_dir = target_dir.join("rprof");
+    let preload = preload::install(&rprof_dir.join("preload"))?;
+    let session = create_session(&rprof_dir.join("sessions"))?;
+
+    let mut cmd = Command::new(&cargo);
+    cmd.arg(&run.subcommand);
+    cmd.args(cargo_args.drain(..));
+    cmd.arg("--target-dir").arg(&rprof_dir);
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::io("cannot find the cargo-rprof executable", e))?;
+    let runner = format!(
+        "[{}, \"{}\"]",
+        toml_string(&exe.to_string_lossy()),
+        crate::runner::RUNNER_ARG
+    );
+    let mut triples = vec![env!("RPROF_HOST_TARGET").to_owned()];
+    if let Some(t) = flag_value(&run.cargo_args, "--target") {
+        if !triples.contains(&t) {
+            triples.push(t);
+        }
+    }
+    for triple in &triples {
+        cmd.arg("--config")
+            .arg(format!("target.{triple}.runner={runner}"));
+        let var = format!(
+            "CARGO_TARGET_{}_RUNNER",
+            triple.to_uppercase().replace(['-', '.'], "_")
+        );
+        if let Some(chain) = std::env::var_os(&var) {
+            cmd.env(CHAIN_RUNNER_ENV, chain).env_remove(&var);
+        }
+    }
+    if !run.binary_args.is_empty() {
+        cmd.arg("--").args(&run.binary_args);
+    }
+    if let Some(user) = std::env::var_os("RUSTC_WRAPPER").filter(|w| !w.is_empty()) {
+        cmd.env(USER_WRAPPER_ENV, user);
+    }
+    cmd.env("RUSTC_WRAPPER", &exe)
+        .env(wrapper::WRAPPER_ENV, "1")
+        .env(SESSION_ENV, &session)
+        .env(PRELOAD_ENV, &preload);
+    for r in &run.requests {
+        cmd.env(r.kind.enabled_env(), "1")
+            .env(r.kind.rate_env(), r.rate.to_string());
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| CliError::Cargo(format!("cannot run {}: {e}", cargo.to_string_lossy())))?;
+    let code = status.code().unwrap_or(101);
+    postprocess::finish(&session, &run.requests, code)
+}
+
+/// Fail early, before a long build, when an output file's directory does not exist.
+fn check_output_dir(r: &Request) -> Result<(), CliError> {
+    let dir = r
+        .output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(CliError::NoSuchDir {
+            what: "the cpu profile",
+            path: r.output.clone(),
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+/// The target directory cargo would use (`cargo metadata`), honouring `--manifest-path`.
+fn target_directory(cargo: &OsStr, cargo_args: &[OsString]) -> Result<PathBuf, CliError> {
+    let mut cmd = Command::new(cargo);
+    cmd.args(["metadata", "--format-version", "1", "--no-deps"]);
+    if let Some(m) = flag_value(cargo_args, "--manifest-path") {
+        cmd.arg("--manifest-path").arg(m);
+    }
+    for (i, a) in cargo_args.iter().enumerate() {
+        let s = a.to_string_lossy();
+        if s == "--config" || s == "-Z" {
+            cmd.arg(a);
+            if let Some(v) = cargo_args.get(i + 1) {
+                cmd.arg(v);
+            }
+        } else if s.starts_with("--config=") || s == "--offline" || s == "--frozen" || s == "--locked" {
+            cmd.arg(a);
+        }
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| CliError::Cargo(format!("cannot run {}: {e}", cargo.to_string_lossy())))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first = stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("cargo metadata failed")
+            .trim_start_matches("error: ");
+        return Err(CliError::Cargo(first.to_owned()));
+    }
+    let metadata: cargo_metadata::Metadata = serde_json_from(&out.stdout)?;
+    Ok(metadata.target_directory.into_std_path_buf())
+}
+
+fn serde_json_from(bytes: &[u8]) -> Result<cargo_metadata::Metadata, CliError> {
+    cargo_metadata::MetadataCommand::parse(String::from_utf8_lossy(bytes))
+        .map_err(|e| CliError::Cargo(format!("cannot read cargo metadata: {e}")))
+}
+
+/// Remove `--target-dir DIR` / `--target-dir=DIR` from cargo's arguments, returning DIR.
+fn take_target_dir(args: &[OsString]) -> (Vec<OsString>, Option<PathBuf>) {
+    let mut out = Vec::with_capacity(args.len());
+    let mut dir = None;
+    let mut iter = args.iter();
+    while let Some(a) = iter.next() {
+        let s = a.to_string_lossy();
+        if s == "--target-dir" {
+            dir = iter.next().map(PathBuf::from);
+        } else if let Some(v) = s.strip_prefix("--target-dir=") {
+            dir = Some(PathBuf::from(v));
+        } else {
+            out.push(a.clone());
+        }
+    }
+    (out, dir)
+}
+
+/// The value of `--flag VALUE` or `--flag=VALUE` in cargo's arguments.
+fn flag_value(args: &[OsString], flag: &str) -> Option<String> {
+    let mut iter = args.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = iter.next() {
+        if a == flag {
+            return iter.next().map(|v| v.into_owned());
+        }
+        if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+            return Some(v.to_owned());
+        }
+    }
+    None
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Make a new session directory (with `bin/` and `raw/`) and prune old ones.
+fn create_session(sessions: &Path) -> Result<PathBuf, CliError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let dir = sessions.join(format!("{stamp}-{}", std::process::id()));
+    for sub in ["bin", "raw"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
+    }
+    if let Ok(entries) = std::fs::read_dir(sessions) {
+        let mut old: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+        old.sort();
+        let excess = old.len().saturating_sub(KEEP_SESSIONS);
+        for stale in old.into_iter().take(excess) {
+            if stale != dir {
+                let _ = std::fs::remove_dir_all(stale);
+            }
+        }
+    }
+    Ok(dir)
+}
+
+/// Read the runs a session's runners recorded.
+pub fn read_manifest(session: &Path) -> Vec<RunRecord> {
+    match std::fs::read_to_string(session.join(MANIFEST)) {
+        Ok(text) => text.lines().filter_map(RunRecord::parse).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            term::warning(format!("cannot read {}: {e}", session.join(MANIFEST).display()));
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn target_dir_is_taken_out_of_cargo_args() {
+        let (rest, dir) = take_target_dir(&os(&["-p", "x", "--target-dir", "/t", "--lib"]));
+        assert_eq!(rest, os(&["-p", "x", "--lib"]));
+        assert_eq!(dir, Some(PathBuf::from("/t")));
+        let (_, dir) = take_target_dir(&os(&["--target-dir=/u"]));
+        assert_eq!(dir, Some(PathBuf::from("/u")));
+    }
+
+    #[test]
+    fn flag_values_in_both_spellings() {
+        let args = os(&["--manifest-path", "a/Cargo.toml", "--target=x86_64-unknown-linux-gnu"]);
+        assert_eq!(flag_value(&args, "--manifest-path").as_deref(), Some("a/Cargo.toml"));
+        assert_eq!(
+            flag_value(&args, "--target").as_deref(),
+            Some("x86_64-unknown-linux-gnu")
+        );
+        assert_eq!(flag_value(&args, "--target-dir"), None);
+    }
+
+    #[test]
+    fn manifest_lines_round_trip() {
+        let r = RunRecord {
+            pid: 42,
+            original: "/t/debug/deps/a-123".into(),
+            kept: "/t/rprof/sessions/1/bin/a-123.42".into(),
+        };
+        assert_eq!(RunRecord::parse(r.to_line().trim_end()), Some(r));
+        assert_eq!(RunRecord::parse("garbage"), None);
+    }
+}

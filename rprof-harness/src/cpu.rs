@@ -1,0 +1,315 @@
+//! The CPU profiler: one CPU-clock timer per thread, a `SIGPROF` handler that records the
+//! interrupted stack, and a drain thread that folds stacks into counts.
+//!
+//! Each thread gets a POSIX timer on its own CPU clock (`CLOCK_THREAD_CPUTIME_ID`), delivered to
+//! that thread with `SIGEV_THREAD_ID`, first expiry at a random point of the period (as Go does
+//! since 1.18: one process-wide `setitimer` loses signals once several cores are busy). The kernel
+//! fires CPU-clock timers on its scheduler tick, so above the tick rate one signal stands for
+//! several periods: each sample is weighted by `1 + si_overrun`.
+//!
+//! Hazards of the handler, and how each is met: it allocates nothing and takes no lock (it
+//! writes into the preallocated [`SampleQueue`]); it saves and restores `errno`; it never panics
+//! (bounds are checked by hand, the unwinder never faults); it ignores harness threads and
+//! threads inside harness code; a full queue counts lost samples instead of waiting.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use crate::queue::SampleQueue;
+use crate::thread;
+use crate::unwind;
+
+/// Errors starting or stopping the CPU profiler.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CpuError {
+    /// A CPU profile is already being collected in this process (Go refuses this too).
+    AlreadyRunning,
+    /// `stop` without a `start`.
+    NotRunning,
+    /// The rate must be between 1 and 1_000_000 Hz.
+    BadRate(u32),
+    /// The OS refused a timer or the signal handler.
+    Os(String),
+}
+
+impl std::fmt::Display for CpuError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CpuError::AlreadyRunning => f.write_str("cpu profiling already in use"),
+            CpuError::NotRunning => f.write_str("cpu profiling is not running"),
+            CpuError::BadRate(hz) => write!(f, "bad cpu profile rate {hz} Hz (use 1..=1000000)"),
+            CpuError::Os(e) => write!(f, "cannot start cpu profiling: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CpuError {}
+
+/// What a finished CPU profile collected: stacks (return addresses, leaf first) with the number
+/// of periods each stands for.
+#[derive(Debug, Default)]
+pub struct CpuData {
+    /// Periods per stack.
+    pub stacks: HashMap<Vec<u64>, u64>,
+    /// Nanoseconds of CPU time per period (`1e9 / hz`).
+    pub period_ns: u64,
+    /// When profiling started.
+    pub start: Option<SystemTime>,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Periods that could not be recorded because the buffer was full.
+    pub lost: u64,
+    /// Threads that got no timer (the timer table was full, or the OS refused).
+    pub threads_unprofiled: u64,
+}
+
+const QUEUE_SLOTS: usize = 1024;
+const MAX_TIMERS: usize = 8192;
+const SI_TIMER: i32 = -2;
+
+static QUEUE: OnceLock<SampleQueue> = OnceLock::new();
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static RUNNING: AtomicBool = AtomicBool::new(false);
+static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
+static LOST: AtomicU64 = AtomicU64::new(0);
+static UNPROFILED: AtomicU64 = AtomicU64::new(0);
+/// Live timers (timer id + 1; 0 = free slot), so `stop` can delete every thread's timer.
+static TIMERS: [AtomicUsize; MAX_TIMERS] = [const { AtomicUsize::new(0) }; MAX_TIMERS];
+
+struct Session {
+    start: SystemTime,
+    started: std::time::Instant,
+    stop: std::sync::Arc<AtomicBool>,
+    drain: thread::HarnessThread,
+    stacks: std::sync::Arc<Mutex<HashMap<Vec<u64>, u64>>>,
+}
+
+static SESSION: Mutex<Option<Session>> = Mutex::new(None);
+
+/// Whether a CPU profile is being collected.
+pub fn is_running() -> bool {
+    RUNNING.load(Ordering::Acquire)
+}
+
+/// Start profiling at `hz` samples per CPU-second per thread, arming the calling thread's timer.
+/// Other threads must call [`thread_started_slot`] as they start (the preload does this by wrapping
+/// `pthread_create`), or be armed with [`arm_thread`].
+pub fn start(hz: u32) -> Result<(), CpuError> {
+    if hz == 0 || hz > 1_000_000 {
+        return Err(CpuError::BadRate(hz));
+    }
+    if RUNNING
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(CpuError::AlreadyRunning);
+    }
+    let result = thread::with_harness_guard(|| start_session(hz));
+    if result.is_err() {
+        RUNNING.store(false, Ordering::Release);
+    }
+    result
+}
+
+fn start_session(hz: u32) -> Result<(), CpuError> {
+    let queue = QUEUE.get_or_init(|| SampleQueue::new(QUEUE_SLOTS));
+    while queue.pop(|_| ()) {}
+    PERIOD_NS.store(1_000_000_000 / hz as u64, Ordering::Relaxed);
+    LOST.store(0, Ordering::Relaxed);
+    UNPROFILED.store(0, Ordering::Relaxed);
+    install_handler()?;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stacks = std::sync::Arc::new(Mutex::new(HashMap::new()));
+    let drain = {
+        let (stop, stacks) = (stop.clone(), stacks.clone());
+        thread::spawn_harness_thread(move || drain_loop(queue, &stop, &stacks))
+            .map_err(|e| CpuError::Os(format!("drain thread: {e}")))?
+    };
+    *SESSION.lock().unwrap_or_else(|e| e.into_inner()) = Some(Session {
+        start: SystemTime::now(),
+        started: std::time::Instant::now(),
+        stop,
+        drain,
+        stacks,
+    });
+    ENABLED.store(true, Ordering::Release);
+    thread::record_stack_bounds_if_unknown();
+    arm_thread(thread::gettid());
+    Ok(())
+}
+
+/// Stop profiling: delete every thread's timer, drain what is buffered and return the stacks.
+pub fn stop() -> Result<CpuData, CpuError> {
+    let Some(session) = SESSION.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return Err(CpuError::NotRunning);
+    };
+    ENABLED.store(false, Ordering::Release);
+    for slot in &TIMERS {
+        let t = slot.swap(0, Ordering::AcqRel);
+        if t != 0 {
+            // SAFETY: `t - 1` is a timer id created by timer_create and not yet deleted: the
+            // swap made us its only owner.
+            unsafe { libc::timer_delete((t - 1) as libc::timer_t) };
+        }
+    }
+    let duration = session.started.elapsed();
+    session.stop.store(true, Ordering::Release);
+    session.drain.join();
+    let stacks = std::mem::take(&mut *session.stacks.lock().unwrap_or_else(|e| e.into_inner()));
+    RUNNING.store(false, Ordering::Release);
+    Ok(CpuData {
+        stacks,
+        period_ns: PERIOD_NS.load(Ordering::Relaxed),
+        start: Some(session.start),
+        duration,
+        lost: LOST.load(Ordering::Relaxed),
+        threads_unprofiled: UNPROFILED.load(Ordering::Relaxed),
+    })
+}
+
+/// Called on a new thread before its start routine (after its stack bounds are recorded):
+/// while profiling, arm its timer. Returns the timer's slot for [`thread_exiting`].
+pub fn thread_started_slot() -> Option<usize> {
+    if ENABLED.load(Ordering::Acquire) {
+        arm_thread(thread::gettid())
+    } else {
+        None
+    }
+}
+
+/// Called when a thread exits: delete its timer if it has one.
+pub fn thread_exiting(slot: usize) {
+    if let Some(s) = TIMERS.get(slot) {
+        let t = s.swap(0, Ordering::AcqRel);
+        if t != 0 {
+            // SAFETY: as in `stop`: the swap made us the only owner of this live timer.
+            unsafe { libc::timer_delete((t - 1) as libc::timer_t) };
+        }
+    }
+}
+
+/// Arm a CPU-clock timer for thread `tid` of this process. Returns the timer's slot, to pass to
+/// [`thread_exiting`], or `None` when no timer could be made.
+pub fn arm_thread(tid: libc::pid_t) -> Option<usize> {
+    let clock = if tid == thread::gettid() {
+        libc::CLOCK_THREAD_CPUTIME_ID
+    } else {
+        // The kernel's CPU clock id of another thread: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
+        ((!(tid as libc::clockid_t)) << 3) | 2 | 4
+    };
+    // SAFETY: sigevent is plain data; zeroed is a valid starting value.
+    let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+    sev.sigev_notify = libc::SIGEV_THREAD_ID;
+    sev.sigev_signo = libc::SIGPROF;
+    sev.sigev_notify_thread_id = tid;
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: `sev` and `timer` are valid for the call.
+    if unsafe { libc::timer_create(clock, &mut sev, &mut timer) } != 0 {
+        UNPROFILED.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let Some(slot) = TIMERS.iter().position(|s| {
+        s.compare_exchange(0, timer as usize + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }) else {
+        // SAFETY: we just created it and nobody else knows it.
+        unsafe { libc::timer_delete(timer) };
+        UNPROFILED.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let period = PERIOD_NS.load(Ordering::Relaxed).max(1);
+    let first = 1 + (crate::rng::next_u64() % period);
+    let ts = |ns: u64| libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    let spec = libc::itimerspec {
+        it_interval: ts(period),
+        it_value: ts(first),
+    };
+    // SAFETY: `timer` is a live timer id; `spec` is valid.
+    unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
+    Some(slot)
+}
+
+fn install_handler() -> Result<(), CpuError> {
+    // SAFETY: sigaction is plain data; zeroed is a valid starting value.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_sigprof as *const () as usize;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: `sa.sa_mask` is valid for writes.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: installs an async-signal-safe handler for SIGPROF; `sa` is valid.
+    if unsafe { libc::sigaction(libc::SIGPROF, &sa, std::ptr::null_mut()) } != 0 {
+        return Err(CpuError::Os(std::io::Error::last_os_error().to_string()));
+    }
+    Ok(())
+}
+
+/// The `SIGPROF` handler. See the module doc for the rules it keeps.
+extern "C" fn on_sigprof(_sig: libc::c_int, info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    let errno = unsafe { *libc::__errno_location() };
+    if ENABLED.load(Ordering::Acquire) && !thread::in_harness() {
+        if let Some(queue) = QUEUE.get() {
+            // SAFETY: `info` is the kernel's siginfo for this delivery.
+            let overrun = unsafe { timer_overrun(info) };
+            let weight = 1 + overrun as u64;
+            // SAFETY: `ucontext` is the kernel's context for this SA_SIGINFO delivery.
+            let regs = unsafe { unwind::regs_from_ucontext(ucontext) };
+            let bounds = thread::stack_bounds();
+            let pushed = queue.push(|s| {
+                s.weight = weight;
+                s.extra = 1;
+                // SAFETY: `regs` describe the thread this signal interrupted, which is the
+                // current thread, and `bounds` are its recorded stack.
+                s.depth = unsafe { unwind::walk(regs, bounds, &mut s.frames) };
+            });
+            if !pushed {
+                LOST.fetch_add(weight, Ordering::Relaxed);
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// `si_overrun` of a timer signal: expirations this one signal stands for beyond the first.
+///
+/// # Safety
+/// `info` must point at a valid `siginfo_t`.
+unsafe fn timer_overrun(info: *const libc::siginfo_t) -> i32 {
+    // SAFETY: the caller guarantees `info` is valid.
+    let code = unsafe { (*info).si_code };
+    if code != SI_TIMER {
+        return 0;
+    }
+    // Linux's siginfo_t: three ints, padding to 16 bytes, then for timers `si_tid`, `si_overrun`.
+    // SAFETY: siginfo_t is 128 bytes; offset 20 is inside it and 4-byte aligned.
+    let overrun = unsafe { *((info as *const u8).add(20) as *const i32) };
+    overrun.max(0)
+}
+
+fn drain_loop(queue: &SampleQueue, stop: &AtomicBool, stacks: &Mutex<HashMap<Vec<u64>, u64>>) {
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        {
+            let mut map = stacks.lock().unwrap_or_else(|e| e.into_inner());
+            while queue.pop(|s| {
+                let stack = s.stack();
+                match map.get_mut(stack) {
+                    Some(v) => *v += s.weight,
+                    None => {
+                        map.insert(stack.to_vec(), s.weight);
+                    }
+                }
+            }) {}
+        }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,159 @@
+//! The LD_PRELOAD entry points: a load-time constructor, the exit-time writer and the
+//! `pthread_create` interposer.
+//!
+//! Hazards, and how each is met:
+//! - the constructor runs before `main` and before Rust's runtime: it only reads the
+//!   environment, removes `RPROF_*` and `LD_PRELOAD` from it (so the test's children run
+//!   unprofiled and cannot clobber our files) and starts the profilers;
+//! - a forked child inherits the exit handler: the writer checks the pid it was started in, and
+//!   an atfork handler stops sampling in the child;
+//! - nothing here may unwind into C: panics are caught at each `extern "C"` boundary;
+//! - `pthread_create` must behave exactly as libc's: we forward every argument and result, and
+//!   only wrap the start routine so the new thread records its stack and arms its timer first.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+
+use crate::{cpu, maps, raw, thread};
+
+/// Settings read from the environment by the constructor.
+struct Settings {
+    cpu_profile: Option<PathBuf>,
+    cpu_rate: u32,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+static PID: AtomicI32 = AtomicI32::new(0);
+
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = init;
+
+extern "C" fn init() {
+    let _ = std::panic::catch_unwind(|| thread::with_harness_guard(start));
+}
+
+fn start() {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let settings = Settings {
+        cpu_profile: env("RPROF_CPUPROFILE").map(PathBuf::from),
+        cpu_rate: env("RPROF_CPUPROFILERATE")
+            .and_then(|v| v.to_str()?.parse().ok())
+            .unwrap_or(100),
+    };
+    scrub_environment();
+    if settings.cpu_profile.is_none() {
+        return;
+    }
+    // SAFETY: getpid has no preconditions.
+    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    thread::record_stack_bounds();
+    maps::refresh_code_ranges(&maps::loaded_objects());
+    if settings.cpu_profile.is_some() {
+        if let Err(e) = cpu::start(settings.cpu_rate) {
+            eprintln!("rprof: {e}");
+        }
+    }
+    let _ = SETTINGS.set(settings);
+    // SAFETY: registering plain extern "C" functions without arguments.
+    unsafe {
+        libc::atexit(at_exit);
+        libc::pthread_atfork(None, None, Some(in_forked_child));
+    }
+}
+
+/// Remove `LD_PRELOAD` and every `RPROF_*` variable from this process's environment.
+fn scrub_environment() {
+    let doomed: Vec<OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| k == "LD_PRELOAD" || k.to_string_lossy().starts_with("RPROF_"))
+        .collect();
+    for k in doomed {
+        std::env::remove_var(k);
+    }
+}
+
+extern "C" fn in_forked_child() {
+    // The child has only the forking thread and no drain thread; it must not write our files.
+    PID.store(0, Ordering::Relaxed);
+}
+
+extern "C" fn at_exit() {
+    // SAFETY: getpid has no preconditions.
+    if PID.load(Ordering::Relaxed) != unsafe { libc::getpid() } {
+        return;
+    }
+    let _ = std::panic::catch_unwind(|| thread::with_harness_guard(write_profiles));
+}
+
+fn write_profiles() {
+    let Some(settings) = SETTINGS.get() else {
+        return;
+    };
+    if let Some(path) = &settings.cpu_profile {
+        match cpu::stop() {
+            Ok(data) => {
+                let profile = raw::cpu_profile(&data, &maps::loaded_objects());
+                if let Err(e) = rprof_core::codec::write_file(path, &profile) {
+                    eprintln!("rprof: cannot write the CPU profile: {e}");
+                }
+            }
+            Err(e) => eprintln!("rprof: {e}"),
+        }
+    }
+}
+
+struct StartRoutine {
+    start: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    arg: *mut libc::c_void,
+}
+
+extern "C" fn thread_trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `p` is the Box<StartRoutine> leaked by our pthread_create, consumed once here.
+    let routine = unsafe { Box::from_raw(p as *mut StartRoutine) };
+    let slot = thread::with_harness_guard(|| {
+        thread::record_stack_bounds();
+        cpu::thread_started_slot()
+    });
+    let _guard = ExitGuard(slot);
+    (routine.start)(routine.arg)
+}
+
+/// Deletes the thread's timer when its start routine returns (or it unwinds out of it).
+struct ExitGuard(Option<usize>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0 {
+            cpu::thread_exiting(slot);
+        }
+    }
+}
+
+/// The interposed `pthread_create`: libc's, with the new thread armed for sampling first.
+///
+/// # Safety
+/// Same contract as libc's `pthread_create`.
+#[no_mangle]
+pub unsafe extern "C" fn pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    start: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    arg: *mut libc::c_void,
+) -> libc::c_int {
+    let real = thread::real_pthread_create();
+    if !cpu::is_running() {
+        // SAFETY: forwarding the caller's arguments unchanged.
+        return unsafe { real(thread, attr, start, arg) };
+    }
+    let routine = Box::into_raw(Box::new(StartRoutine { start, arg })) as *mut libc::c_void;
+    // SAFETY: forwarding the caller's arguments, with our trampoline owning `routine`.
+    let rc = unsafe { real(thread, attr, thread_trampoline, routine) };
+    if rc != 0 {
+        // SAFETY: no thread was created, so `routine` is still ours.
+        drop(unsafe { Box::from_raw(routine as *mut StartRoutine) });
+    }
+    rc
+}

@@ -1,0 +1,31 @@
+//! A tiny allocation-free pseudo-random generator (xorshift64*), safe to use in a signal handler.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static STATE: AtomicU64 = AtomicU64::new(0);
+
+/// A pseudo-random 64-bit value. Seeded lazily from the clock and thread id; lock-free.
+pub(crate) fn next_u64() -> u64 {
+    let mut x = STATE.load(Ordering::Relaxed);
+    if x == 0 {
+        x = seed();
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    STATE.store(x, Ordering::Relaxed);
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+fn seed() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer we pass; it is
+    // async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u64;
+    (ts.tv_nsec as u64 ^ (ts.tv_sec as u64).rotate_left(32) ^ tid.rotate_left(17)) | 1
+}
