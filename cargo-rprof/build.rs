@@ -15,31 +15,45 @@ fn main() {
     for dir in [harness.join("src"), root.join("rprof-core/src")] {
         println!("cargo:rerun-if-changed={}", dir.display());
     }
-    for file in ["rprof-harness/Cargo.toml", "rprof-core/Cargo.toml", "Cargo.lock"] {
+    for file in [
+        "rprof-harness/Cargo.toml",
+        "rprof-core/Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }
-    println!("cargo:rustc-env=RPROF_HOST_TARGET={}", env::var("TARGET").unwrap());
+    println!(
+        "cargo:rustc-env=RPROF_HOST_TARGET={}",
+        env::var("TARGET").unwrap()
+    );
 
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let target_dir = out.join("preload-target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--lib", "--features", "preload", "--manifest-path"])
-        .arg(harness.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // The outer build's settings are for cargo-rprof, not for the library we build here.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
-        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
-        .env("CARGO_PROFILE_RELEASE_LTO", "false")
-        .env("CARGO_PROFILE_RELEASE_PANIC", "unwind");
+    cmd.args([
+        "build",
+        "--release",
+        "--lib",
+        "--features",
+        "preload",
+        "--manifest-path",
+    ])
+    .arg(harness.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir)
+    // The outer build's settings are for cargo-rprof, not for the library we build here.
+    .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    .env_remove("RUSTFLAGS")
+    .env_remove("CARGO_TARGET_DIR")
+    .env_remove("CARGO_BUILD_TARGET")
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+    .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+    .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+    .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
+    .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+    .env("CARGO_PROFILE_RELEASE_LTO", "false")
+    .env("CARGO_PROFILE_RELEASE_PANIC", "unwind");
     let status = cmd
         .status()
         .expect("cannot run cargo to build the preload library");

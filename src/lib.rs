@@ -1,1 +1,200 @@
-//! Support code for rprof's end-to-end tests (the `tests/` directory of this workspace).
+//! Support code for rprof's end-to-end tests (the `tests/` directory of this workspace):
+//! build `cargo-rprof` once, copy a fixture crate to a fresh directory, run `cargo rprof` on it,
+//! and read what it wrote.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+pub use rprof_core::{codec, report, Profile};
+
+/// The workspace root (where `tests/fixtures` lives).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `cargo-rprof` binary, built once per test process with escargot.
+pub fn cargo_rprof() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        escargot::CargoBuild::new()
+            .manifest_path(workspace_root().join("Cargo.toml"))
+            .package("cargo-rprof")
+            .bin("cargo-rprof")
+            .current_release()
+            .run()
+            .expect("building cargo-rprof failed")
+            .path()
+            .to_path_buf()
+    })
+}
+
+/// A private copy of a fixture crate, removed when dropped unless the test failed.
+pub struct Fixture {
+    /// The copy's root directory.
+    pub dir: PathBuf,
+}
+
+impl Fixture {
+    /// Copy `tests/fixtures/<name>` (or any crate directory under the workspace, e.g.
+    /// `examples/demo`) to a new temporary directory.
+    pub fn copy(name: &str) -> Fixture {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let src = if name.contains('/') {
+            workspace_root().join(name)
+        } else {
+            workspace_root().join("tests/fixtures").join(name)
+        };
+        let leaf = Path::new(name).file_name().unwrap().to_string_lossy();
+        let dir = std::env::temp_dir().join(format!(
+            "rprof-test-{leaf}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_dir(&src, &dir);
+        Fixture { dir }
+    }
+
+    /// `cargo-rprof rprof ARGS...` in the fixture's directory, with `CI`-independent settings.
+    pub fn rprof(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(cargo_rprof());
+        cmd.current_dir(&self.dir)
+            .arg("rprof")
+            .args(args)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTC_WRAPPER")
+            .env("CARGO_TERM_COLOR", "never");
+        cmd
+    }
+
+    /// A path inside the fixture copy.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("fixture kept for inspection: {}", self.dir.display());
+        }
+    }
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" || name == "Cargo.lock" {
+            continue;
+        }
+        let to = dst.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+/// What a command printed, with its status; panics with both streams when it could not run.
+pub struct Ran {
+    /// Exit code (None when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Run `cmd` to completion.
+pub fn run(mut cmd: Command) -> Ran {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Ran {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl Ran {
+    /// Panic with both streams unless the exit code is `code`.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Values of `TRUTH <key> <n>` lines the fixtures print, summed per key.
+    pub fn truth(&self) -> HashMap<String, u64> {
+        let mut map = HashMap::new();
+        for line in self.stdout.lines() {
+            // libtest may print `test name ... ` on the same line first.
+            if let Some((_, rest)) = line.split_once("TRUTH ") {
+                let mut words = rest.split_whitespace();
+                if let (Some(k), Some(v)) = (words.next(), words.next()) {
+                    *map.entry(k.to_owned()).or_default() += v.parse::<u64>().unwrap();
+                }
+            }
+        }
+        map
+    }
+}
+
+/// Read a profile, panicking with the reason when it is not one.
+pub fn read_profile(path: &Path) -> Profile {
+    codec::read_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Flat and cum of every function for the sample type named `sample_type`.
+pub fn function_values(p: &Profile, sample_type: &str) -> HashMap<String, (i64, i64)> {
+    let index = p.sample_index(sample_type).unwrap();
+    report::function_rows(p, index)
+        .into_iter()
+        .map(|r| (r.name, (r.flat, r.cum)))
+        .collect()
+}
+
+/// Cum value of the first function whose name ends with `suffix`.
+pub fn cum_of(values: &HashMap<String, (i64, i64)>, suffix: &str) -> i64 {
+    values
+        .iter()
+        .find(|(name, _)| name.ends_with(suffix))
+        .map_or(0, |(_, v)| v.1)
+}
+
+/// `go` for compatibility tests. `None` (the test then skips, saying so) only outside CI:
+/// with `CI` set, a missing Go toolchain fails the test.
+pub fn go_tool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("go"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`go` is not on PATH but CI is set: install golang-go"
+        );
+        eprintln!("skipping: `go` is not on PATH (install golang-go)");
+    }
+    found
+}

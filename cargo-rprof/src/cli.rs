@@ -87,7 +87,11 @@ pub struct ReportArgs {
     pub file: PathBuf,
     /// Which sample type to report, e.g. `samples`, `cpu`, `alloc_space` (default: the
     /// profile's default).
-    #[arg(long = "sample-index", visible_alias = "sample_index", value_name = "NAME")]
+    #[arg(
+        long = "sample-index",
+        visible_alias = "sample_index",
+        value_name = "NAME"
+    )]
     pub sample_index: Option<String>,
 }
 
@@ -170,7 +174,9 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
     }
     let CargoCli::Rprof(cli) = CargoCli::try_parse_from(args)?;
     let mut command = cli.command;
-    if let (Command::Test(p) | Command::Bench(p), Some((cargo, binary))) = (&mut command, passthrough) {
+    if let (Command::Test(p) | Command::Bench(p), Some((cargo, binary))) =
+        (&mut command, passthrough)
+    {
         p.passthrough = cargo;
         if !binary.is_empty() {
             p.passthrough.push("--".into());
@@ -261,13 +267,26 @@ mod tests {
     #[test]
     fn own_flags_anywhere_before_the_separator() {
         let p = profile_args(&[
-            "cargo-rprof", "rprof", "test", "-p", "demo", "--cpuprofile", "cpu.prof",
-            "--release", "--cpuprofilerate=1000", "--", "--cpuprofile", "x",
+            "cargo-rprof",
+            "rprof",
+            "test",
+            "-p",
+            "demo",
+            "--cpuprofile",
+            "cpu.prof",
+            "--release",
+            "--cpuprofilerate=1000",
+            "--",
+            "--cpuprofile",
+            "x",
         ])
         .unwrap();
         assert_eq!(p.cpuprofile, Some(PathBuf::from("cpu.prof")));
         assert_eq!(p.cpuprofilerate, 1000);
-        assert_eq!(p.passthrough, os(&["-p", "demo", "--release", "--", "--cpuprofile", "x"]));
+        assert_eq!(
+            p.passthrough,
+            os(&["-p", "demo", "--release", "--", "--cpuprofile", "x"])
+        );
         let run = test_run("test", &p).unwrap();
         assert_eq!(run.cargo_args, os(&["-p", "demo", "--release"]));
         assert_eq!(run.binary_args, os(&["--cpuprofile", "x"]));
@@ -287,17 +306,35 @@ mod tests {
     fn outputdir_is_joined_and_a_profile_is_required() {
         let dir = std::env::temp_dir();
         let p = profile_args(&[
-            "cargo-rprof", "test", "--outputdir", dir.to_str().unwrap(), "--cpuprofile", "c.prof",
+            "cargo-rprof",
+            "test",
+            "--outputdir",
+            dir.to_str().unwrap(),
+            "--cpuprofile",
+            "c.prof",
         ])
         .unwrap();
-        assert_eq!(test_run("test", &p).unwrap().requests[0].output, dir.join("c.prof"));
+        assert_eq!(
+            test_run("test", &p).unwrap().requests[0].output,
+            dir.join("c.prof")
+        );
         let p = profile_args(&["cargo-rprof", "test"]).unwrap();
         assert!(matches!(test_run("test", &p), Err(CliError::Usage(_))));
     }
 
     #[test]
     fn report_commands_parse() {
-        match parse(os(&["cargo-rprof", "rprof", "top", "f.prof", "--cum", "-n", "5"])).unwrap() {
+        match parse(os(&[
+            "cargo-rprof",
+            "rprof",
+            "top",
+            "f.prof",
+            "--cum",
+            "-n",
+            "5",
+        ]))
+        .unwrap()
+        {
             Command::Top(t) => {
                 assert!(t.cum);
                 assert_eq!(t.nodecount, Some(5));

@@ -61,7 +61,8 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
             display_name(&run.original)
         ));
     }
-    for w in &warnings {
+    // The vdso is never a file on disk; its few samples staying unsymbolized is expected.
+    for w in warnings.iter().filter(|w| !w.contains("[vdso]")) {
         term::warning(w);
     }
     if profiles.is_empty() {
@@ -82,9 +83,10 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
 }
 
 fn display_name(binary: &Path) -> String {
-    binary
-        .file_name()
-        .map_or_else(|| binary.display().to_string(), |n| n.to_string_lossy().into_owned())
+    binary.file_name().map_or_else(
+        || binary.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn print_report(profile: &Profile, request: &Request, binaries: usize, session: &Path) {
@@ -128,7 +130,10 @@ fn print_report(profile: &Profile, request: &Request, binaries: usize, session: 
         }
     }
     let file = request.output.display();
-    term::status("Binaries", format!("kept in {}", session.join("bin").display()));
+    term::status(
+        "Binaries",
+        format!("kept in {}", session.join("bin").display()),
+    );
     term::status(
         "Next",
         format!(

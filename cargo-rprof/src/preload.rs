@@ -16,7 +16,8 @@ pub fn install(dir: &Path) -> Result<PathBuf, CliError> {
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == PRELOAD.len() as u64) {
         return Ok(path);
     }
-    std::fs::create_dir_all(dir).map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
     let tmp = dir.join(format!(".preload.{}.tmp", std::process::id()));
     std::fs::write(&tmp, PRELOAD)
         .and_then(|()| std::fs::rename(&tmp, &path))

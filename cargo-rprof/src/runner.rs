@@ -40,7 +40,10 @@ pub fn run(args: &[OsString]) -> i32 {
     };
     if let Some(dir) = std::env::var_os(session::SESSION_ENV) {
         if let Err(e) = prepare(&mut cmd, Path::new(binary), Path::new(&dir)) {
-            eprintln!("warning: rprof: {} runs unprofiled: {e}", binary.to_string_lossy());
+            eprintln!(
+                "warning: rprof: {} runs unprofiled: {e}",
+                binary.to_string_lossy()
+            );
         }
     }
     let e = cmd.exec();

@@ -218,7 +218,11 @@ fn target_directory(cargo: &OsStr, cargo_args: &[OsString]) -> Result<PathBuf, C
             if let Some(v) = cargo_args.get(i + 1) {
                 cmd.arg(v);
             }
-        } else if s.starts_with("--config=") || s == "--offline" || s == "--frozen" || s == "--locked" {
+        } else if s.starts_with("--config=")
+            || s == "--offline"
+            || s == "--frozen"
+            || s == "--locked"
+        {
             cmd.arg(a);
         }
     }
@@ -308,7 +312,10 @@ pub fn read_manifest(session: &Path) -> Vec<RunRecord> {
         Ok(text) => text.lines().filter_map(RunRecord::parse).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
-            term::warning(format!("cannot read {}: {e}", session.join(MANIFEST).display()));
+            term::warning(format!(
+                "cannot read {}: {e}",
+                session.join(MANIFEST).display()
+            ));
             Vec::new()
         }
     }
@@ -333,8 +340,15 @@ mod tests {
 
     #[test]
     fn flag_values_in_both_spellings() {
-        let args = os(&["--manifest-path", "a/Cargo.toml", "--target=x86_64-unknown-linux-gnu"]);
-        assert_eq!(flag_value(&args, "--manifest-path").as_deref(), Some("a/Cargo.toml"));
+        let args = os(&[
+            "--manifest-path",
+            "a/Cargo.toml",
+            "--target=x86_64-unknown-linux-gnu",
+        ]);
+        assert_eq!(
+            flag_value(&args, "--manifest-path").as_deref(),
+            Some("a/Cargo.toml")
+        );
         assert_eq!(
             flag_value(&args, "--target").as_deref(),
             Some("x86_64-unknown-linux-gnu")

@@ -16,7 +16,9 @@ pub const USER_WRAPPER_ENV: &str = "RPROF_USER_RUSTC_WRAPPER";
 /// The flags added to one rustc command line (`args` excludes rustc itself).
 pub fn extra_flags(args: &[OsString]) -> Vec<&'static str> {
     let is_build = args.iter().any(|a| a == "--crate-name")
-        && !args.windows(2).any(|w| w[0] == "--crate-name" && w[1] == "___");
+        && !args
+            .windows(2)
+            .any(|w| w[0] == "--crate-name" && w[1] == "___");
     if !is_build {
         return Vec::new();
     }
@@ -74,7 +76,9 @@ mod tests {
 
     #[test]
     fn adds_frame_pointers_and_line_tables_to_builds_only() {
-        let flags = extra_flags(&args("--crate-name demo --edition=2021 src/lib.rs -C opt-level=3"));
+        let flags = extra_flags(&args(
+            "--crate-name demo --edition=2021 src/lib.rs -C opt-level=3",
+        ));
         assert_eq!(
             flags,
             [
@@ -92,7 +96,11 @@ mod tests {
 
     #[test]
     fn keeps_richer_debuginfo() {
-        for existing in ["-C debuginfo=2", "-Cdebuginfo=full", "--codegen debuginfo=1"] {
+        for existing in [
+            "-C debuginfo=2",
+            "-Cdebuginfo=full",
+            "--codegen debuginfo=1",
+        ] {
             let flags = extra_flags(&args(&format!("--crate-name x {existing}")));
             assert!(!flags.contains(&"debuginfo=line-tables-only"), "{existing}");
         }

@@ -4,13 +4,16 @@ use std::collections::HashMap;
 
 use crate::proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 
+/// A location's identity: mapping id, address and `(function id, line)` frames.
+type LocationKey = (u64, u64, Vec<(u64, i64)>);
+
 /// Builds a [`Profile`] with deduplicated tables: each string, function, location and stack once.
 #[derive(Debug)]
 pub struct ProfileBuilder {
     profile: Profile,
     strings: HashMap<String, i64>,
     functions: HashMap<(i64, i64, i64, i64), u64>,
-    locations: HashMap<(u64, u64, Vec<(u64, i64)>), u64>,
+    locations: HashMap<LocationKey, u64>,
     samples: HashMap<Vec<u64>, usize>,
 }
 

@@ -249,7 +249,11 @@ fn install_handler() -> Result<(), CpuError> {
 }
 
 /// The `SIGPROF` handler. See the module doc for the rules it keeps.
-extern "C" fn on_sigprof(_sig: libc::c_int, info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
+extern "C" fn on_sigprof(
+    _sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ucontext: *mut libc::c_void,
+) {
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     let errno = unsafe { *libc::__errno_location() };
     if ENABLED.load(Ordering::Acquire) && !thread::in_harness() {

@@ -83,7 +83,10 @@ pub fn loaded_objects() -> Vec<LoadedObject> {
             } else if ph.p_type == libc::PT_NOTE && obj.build_id.is_empty() {
                 // SAFETY: a PT_NOTE segment is mapped (it lies inside a PT_LOAD) at base + vaddr.
                 let notes = unsafe {
-                    std::slice::from_raw_parts((base + ph.p_vaddr) as *const u8, ph.p_memsz as usize)
+                    std::slice::from_raw_parts(
+                        (base + ph.p_vaddr) as *const u8,
+                        ph.p_memsz as usize,
+                    )
                 };
                 obj.build_id = gnu_build_id(notes).unwrap_or_default();
             }
@@ -167,9 +170,9 @@ pub fn refresh_code_ranges(objects: &[LoadedObject]) {
 pub fn is_code(addr: u64) -> bool {
     let n = RANGE_COUNT.load(Ordering::Acquire);
     let addr = addr as usize;
-    RANGES[..n].iter().any(|r| {
-        (r[0].load(Ordering::Relaxed)..r[1].load(Ordering::Relaxed)).contains(&addr)
-    })
+    RANGES[..n]
+        .iter()
+        .any(|r| (r[0].load(Ordering::Relaxed)..r[1].load(Ordering::Relaxed)).contains(&addr))
 }
 
 /// Whether `addr` is in the main executable's code, which rprof builds with frame pointers.
@@ -192,8 +195,11 @@ mod tests {
             std::path::Path::new(&main.path),
             std::env::current_exe().unwrap()
         );
-        let here = finds_the_executable_and_libc_with_build_ids as usize as u64;
-        assert!(main.segments.iter().any(|s| (s.start..s.limit).contains(&here)));
+        let here = finds_the_executable_and_libc_with_build_ids as *const () as usize as u64;
+        assert!(main
+            .segments
+            .iter()
+            .any(|s| (s.start..s.limit).contains(&here)));
         let libc = objects.iter().find(|o| o.path.contains("libc.so")).unwrap();
         assert_eq!(libc.build_id.len(), 40, "{libc:?}");
         refresh_code_ranges(&objects);

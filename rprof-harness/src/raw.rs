@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn addresses_land_in_their_mappings() {
         let objects = crate::maps::loaded_objects();
-        let here = addresses_land_in_their_mappings as usize as u64;
+        let here = addresses_land_in_their_mappings as *const () as usize as u64;
         let mut data = CpuData {
             period_ns: 10_000_000,
             ..Default::default()

@@ -71,7 +71,8 @@ pub unsafe fn walk(regs: Regs, bounds: (usize, usize), out: &mut [u64; MAX_DEPTH
     if lo >= hi {
         return n;
     }
-    let in_stack = |addr: u64, len: u64| addr >= lo && addr.saturating_add(len) <= hi && addr % 8 == 0;
+    let in_stack =
+        |addr: u64, len: u64| addr >= lo && addr.saturating_add(len) <= hi && addr % 8 == 0;
     let mut fp = regs.fp;
     // A leaf without a frame: the caller's return address is still at the stack pointer.
     if !crate::maps::is_framed_code(regs.pc) && in_stack(regs.sp, 8) {
