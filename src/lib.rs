@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-pub use rprof_core::{codec, report, Profile};
+pub use rprof_core::{codec, report, Profile, ProfileBuilder};
 
 /// The workspace root (where `tests/fixtures` lives).
 pub fn workspace_root() -> &'static Path {

@@ -1,7 +1,10 @@
 //! End-to-end tests of `cargo rprof test --cpuprofile`: fixture crates with a known CPU truth are
 //! profiled, and the decoded profile is compared with what the fixtures measured themselves.
 
-use rprof::{cum_of, function_values, read_profile, run, Fixture};
+use std::path::Path;
+use std::process::Command;
+
+use rprof::{cargo_rprof, cum_of, function_values, go_tool, read_profile, run, Fixture};
 
 /// Fraction of the split's CPU that the profile gives `hot_three`, and what the fixture measured.
 ///
@@ -10,7 +13,7 @@ use rprof::{cum_of, function_values, read_profile, run, Fixture};
 /// the count error has a standard deviation of at most sqrt(20)/2 = 2.2 samples of 400 at 100 Hz
 /// (0.6 points; at 1000 Hz the kernel's 4 ms tick gives the same bound). ±4 points is over
 /// 6 standard deviations.
-fn split_at(hz: &str) {
+fn split_at(hz: &str) -> Fixture {
     let fixture = Fixture::copy("cpu_split");
     let ran = run(fixture.rprof(&[
         "test",
@@ -46,11 +49,63 @@ fn split_at(hz: &str) {
         "{hz} Hz: hot_three has {:.1}% of the split, want 75 ± 4",
         reported * 100.0
     );
+    fixture
 }
 
 #[test]
 fn split_three_to_one_at_100_hz() {
-    split_at("100");
+    let fixture = split_at("100");
+    same_report_as_go_pprof(&fixture.path("cpu.prof"));
+}
+
+/// The `flat` and name columns of a `-top` table.
+fn top_rows(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .skip(1)
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words[0].to_owned(), words[5..].join(" "))
+        })
+        .collect()
+}
+
+/// `go tool pprof` reads our file without the binary and shows what `cargo rprof top` shows;
+/// `-raw` shows names with file and line, and inlined frames as lines of one location.
+fn same_report_as_go_pprof(file: &Path) {
+    let Some(go) = go_tool() else { return };
+    let theirs = run({
+        let mut cmd = Command::new(&go);
+        cmd.args(["tool", "pprof", "-top"]).arg(file);
+        cmd
+    });
+    theirs.expect_code(0);
+    let ours = run({
+        let mut cmd = Command::new(cargo_rprof());
+        cmd.args(["rprof", "top"]).arg(file);
+        cmd
+    });
+    ours.expect_code(0);
+    let (theirs, ours) = (top_rows(&theirs.stdout), top_rows(&ours.stdout));
+    assert!(ours.len() >= 3, "{ours:?}");
+    assert_eq!(theirs, ours);
+
+    let raw = run({
+        let mut cmd = Command::new(&go);
+        cmd.args(["tool", "pprof", "-raw"]).arg(file);
+        cmd
+    });
+    raw.expect_code(0);
+    let lines: Vec<&str> = raw.stdout.lines().collect();
+    // `spin` is inlined into `hot_three`: one location, two lines, innermost first.
+    let inlined = lines.windows(2).any(|w| {
+        w[0].contains("cpu_split::spin ")
+            && w[0].contains("src/lib.rs:")
+            && !w[1].trim_start().starts_with(char::is_numeric)
+            && w[1].contains("cpu_split::hot_three ")
+            && w[1].contains("src/lib.rs:")
+    });
+    assert!(inlined, "no inlined location in\n{}", raw.stdout);
 }
 
 #[test]

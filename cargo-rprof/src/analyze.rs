@@ -19,7 +19,6 @@ fn load(path: &Path) -> Result<Profile, CliError> {
 fn options(a: &ReportArgs) -> ReportOptions {
     ReportOptions {
         sample_index: a.sample_index.clone(),
-        title: Some(a.file.display().to_string()),
         ..Default::default()
     }
 }
@@ -55,10 +54,10 @@ pub fn traces(a: &ReportArgs) -> Result<(), CliError> {
 /// `cargo rprof flamegraph`.
 pub fn flamegraph(a: &FlamegraphArgs) -> Result<(), CliError> {
     let profile = load(&a.report.file)?;
-    let mut opts = options(&a.report);
-    if a.title.is_some() {
-        opts.title = a.title.clone();
-    }
+    let opts = ReportOptions {
+        title: a.title.clone(),
+        ..options(&a.report)
+    };
     let mut svg = Vec::new();
     report::flamegraph(&profile, &opts, &mut svg).map_err(|e| report_error(&a.report, e))?;
     std::fs::write(&a.output, svg).map_err(|source| CliError::Write {
