@@ -100,3 +100,24 @@ fn demo_quick_start_reports_the_hot_function_first() {
     );
     assert!(Path::new(&fixture.path("cpu.prof")).is_file());
 }
+
+#[test]
+fn bench_without_harness_is_profiled_in_release() {
+    let fixture = Fixture::copy("examples/demo");
+    let ran = run(fixture.rprof(&["bench", "--cpuprofile", "bench.prof"]));
+    ran.expect_code(0);
+    assert!(ran.stdout.contains("longest chain below 2,000,000"), "{}", ran.stdout);
+    let profile = read_profile(&fixture.path("bench.prof"));
+    let values = function_values(&profile, "cpu");
+    let total = profile.total(profile.sample_index("cpu").unwrap());
+    assert!(total > 0);
+    assert!(cum_of(&values, "demo::collatz_steps") as f64 >= 0.8 * total as f64);
+    // Release build, with line tables: the hot function has its file and line.
+    assert!(fixture.path("target/rprof/release").is_dir());
+    let f = profile
+        .function
+        .iter()
+        .find(|f| profile.str(f.name) == "demo::collatz_steps")
+        .unwrap();
+    assert!(profile.str(f.filename).ends_with("src/lib.rs"));
+}

@@ -134,6 +134,7 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
         None => target_directory(&cargo, &cargo_args)?,
     };
     let rprof_dir = target_dir.join("rprof");
+    invalidate_stale_builds(&rprof_dir);
     let preload = preload::install(&rprof_dir.join("preload"))?;
     let session = create_session(&rprof_dir.join("sessions"))?;
 
@@ -184,6 +185,26 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
         .map_err(|e| CliError::Cargo(format!("cannot run {}: {e}", cargo.to_string_lossy())))?;
     let code = status.code().unwrap_or(101);
     postprocess::finish(&session, &run.requests, code)
+}
+
+/// Cargo cannot see the flags the rustc wrapper adds, so it would keep builds made with another
+/// version's flags: when they change, drop rprof's builds (never the user's own).
+fn invalidate_stale_builds(rprof_dir: &Path) {
+    let stamp = rprof_dir.join("wrapper-flags");
+    let current = wrapper::extra_flags(&["--crate-name".into(), "x".into()]).join(" ");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(current.as_str()) {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(rprof_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name != "sessions" && name != "preload" && entry.path().is_dir() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let _ = std::fs::create_dir_all(rprof_dir);
+    let _ = std::fs::write(&stamp, current);
 }
 
 /// Fail early, before a long build, when an output file's directory does not exist.

@@ -39,7 +39,7 @@ pub fn extra_flags(args: &[OsString]) -> Vec<&'static str> {
         .as_deref()
         .is_some_and(|d| !matches!(d, "0" | "none" | "false" | "n" | "no" | "off"));
     if !has_lines {
-        flags.extend(["-C", "debuginfo=line-tables-only"]);
+        flags.extend(["-C", "debuginfo=limited"]);
     }
     flags
 }
@@ -87,7 +87,7 @@ mod tests {
                 "-C",
                 "strip=none",
                 "-C",
-                "debuginfo=line-tables-only"
+                "debuginfo=limited"
             ]
         );
         assert!(extra_flags(&args("-vV")).is_empty());
@@ -102,9 +102,9 @@ mod tests {
             "--codegen debuginfo=1",
         ] {
             let flags = extra_flags(&args(&format!("--crate-name x {existing}")));
-            assert!(!flags.contains(&"debuginfo=line-tables-only"), "{existing}");
+            assert!(!flags.contains(&"debuginfo=limited"), "{existing}");
         }
         let flags = extra_flags(&args("--crate-name x -C debuginfo=0"));
-        assert!(flags.contains(&"debuginfo=line-tables-only"));
+        assert!(flags.contains(&"debuginfo=limited"));
     }
 }
