@@ -81,7 +81,7 @@ static TIMERS: [AtomicUsize; MAX_TIMERS] = [const { AtomicUsize::new(0) }; MAX_T
 struct Session {
     start: SystemTime,
     started: std::time::Instant,
-    stop: std::sync::Arc<AtomicBool>,
+    stop: std::sync::Arc<Wake>,
     drain: thread::HarnessThread,
     stacks: std::sync::Arc<Mutex<HashMap<Vec<u64>, u64>>>,
 }
@@ -120,7 +120,7 @@ fn start_session(hz: u32) -> Result<(), CpuError> {
     LOST.store(0, Ordering::Relaxed);
     UNPROFILED.store(0, Ordering::Relaxed);
     install_handler()?;
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop = std::sync::Arc::new(Wake::default());
     let stacks = std::sync::Arc::new(Mutex::new(HashMap::new()));
     let drain = {
         let (stop, stacks) = (stop.clone(), stacks.clone());
@@ -155,7 +155,7 @@ pub fn stop() -> Result<CpuData, CpuError> {
         }
     }
     let duration = session.started.elapsed();
-    session.stop.store(true, Ordering::Release);
+    session.stop.set();
     session.drain.join();
     let stacks = std::mem::take(&mut *session.stacks.lock().unwrap_or_else(|e| e.into_inner()));
     RUNNING.store(false, Ordering::Release);
@@ -296,9 +296,35 @@ unsafe fn timer_overrun(info: *const libc::siginfo_t) -> i32 {
     overrun.max(0)
 }
 
-fn drain_loop(queue: &SampleQueue, stop: &AtomicBool, stacks: &Mutex<HashMap<Vec<u64>, u64>>) {
+/// A stop flag the drain thread can sleep on, so that stopping does not wait out its nap.
+#[derive(Default)]
+struct Wake {
+    stopped: Mutex<bool>,
+    cond: std::sync::Condvar,
+}
+
+impl Wake {
+    fn set(&self) {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    fn is_set(&self) -> bool {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sleep up to `timeout` unless stopped meanwhile.
+    fn nap(&self, timeout: Duration) {
+        let stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if !*stopped {
+            let _ = self.cond.wait_timeout(stopped, timeout);
+        }
+    }
+}
+
+fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<Vec<u64>, u64>>) {
     loop {
-        let stopping = stop.load(Ordering::Acquire);
+        let stopping = stop.is_set();
         {
             let mut map = stacks.lock().unwrap_or_else(|e| e.into_inner());
             while queue.pop(|s| {
@@ -314,6 +340,6 @@ fn drain_loop(queue: &SampleQueue, stop: &AtomicBool, stacks: &Mutex<HashMap<Vec
         if stopping {
             return;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        stop.nap(Duration::from_millis(10));
     }
 }
