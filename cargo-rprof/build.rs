@@ -43,8 +43,9 @@ fn main() {
     .arg("--target-dir")
     .arg(&target_dir)
     // The outer build's settings are for cargo-rprof, not for the library we build here.
-    .env_remove("CARGO_ENCODED_RUSTFLAGS")
     .env_remove("RUSTFLAGS")
+    // The harness walks frame pointers through its own frames (allocation stacks).
+    .env("CARGO_ENCODED_RUSTFLAGS", "-Cforce-frame-pointers=yes")
     .env_remove("CARGO_TARGET_DIR")
     .env_remove("CARGO_BUILD_TARGET")
     .env_remove("RUSTC_WORKSPACE_WRAPPER")

@@ -106,7 +106,11 @@ fn bench_without_harness_is_profiled_in_release() {
     let fixture = Fixture::copy("examples/demo");
     let ran = run(fixture.rprof(&["bench", "--cpuprofile", "bench.prof"]));
     ran.expect_code(0);
-    assert!(ran.stdout.contains("longest chain below 2,000,000"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("longest chain below 2,000,000"),
+        "{}",
+        ran.stdout
+    );
     let profile = read_profile(&fixture.path("bench.prof"));
     let values = function_values(&profile, "cpu");
     let total = profile.total(profile.sample_index("cpu").unwrap());

@@ -7,6 +7,17 @@ use rprof_core::report::{self, ReportOptions};
 use rprof_core::{codec, Profile};
 
 use crate::cli::{FlamegraphArgs, ReportArgs, TopArgs};
+
+/// Print a report; a closed pipe (`| head`) ends the output quietly, as with other tools.
+fn emit(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::io("cannot write to standard output", e))
+        }
+        _ => Ok(()),
+    }
+}
 use crate::CliError;
 
 fn load(path: &Path) -> Result<Profile, CliError> {
@@ -39,16 +50,14 @@ pub fn top(a: &TopArgs) -> Result<(), CliError> {
         ..options(&a.report)
     };
     let text = report::top(&profile, &opts).map_err(|e| report_error(&a.report, e))?;
-    print!("{text}");
-    Ok(())
+    emit(&text)
 }
 
 /// `cargo rprof traces`.
 pub fn traces(a: &ReportArgs) -> Result<(), CliError> {
     let profile = load(&a.file)?;
     let text = report::traces(&profile, &options(a)).map_err(|e| report_error(a, e))?;
-    print!("{text}");
-    Ok(())
+    emit(&text)
 }
 
 /// `cargo rprof flamegraph`.

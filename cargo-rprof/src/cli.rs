@@ -58,6 +58,7 @@ cargo's.
 
 Examples:
   cargo rprof test --cpuprofile cpu.prof
+  cargo rprof test --memprofile mem.prof --memprofilerate 1
   cargo rprof test -p mycrate --cpuprofile cpu.prof --cpuprofilerate 1000 -- hot_path
   cargo rprof bench --cpuprofile cpu.prof --bench parse";
 
@@ -71,6 +72,14 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "HZ", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub cpuprofilerate: u32,
+    /// Write a memory (heap) profile to FILE: allocations by stack, and what is still live
+    /// at exit.
+    #[arg(long, value_name = "FILE")]
+    pub memprofile: Option<PathBuf>,
+    /// Sample one allocation per BYTES allocated on average; 1 records every allocation
+    /// exactly; 0 means the default, 524288 (512 KiB), as with `go test`.
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub memprofilerate: u64,
     /// Write profile files into DIR instead of the current directory.
     #[arg(long, value_name = "DIR")]
     pub outputdir: Option<PathBuf>,
@@ -122,7 +131,13 @@ pub struct FlamegraphArgs {
 }
 
 /// rprof's own flags of `test` and `bench` that take a value.
-const OWN_VALUE_FLAGS: &[&str] = &["--cpuprofile", "--cpuprofilerate", "--outputdir"];
+const OWN_VALUE_FLAGS: &[&str] = &[
+    "--cpuprofile",
+    "--cpuprofilerate",
+    "--memprofile",
+    "--memprofilerate",
+    "--outputdir",
+];
 
 /// Split the arguments after `test`/`bench` into rprof's own (as `--flag=value`), cargo's, and
 /// the binaries' (after `--`).
@@ -197,9 +212,22 @@ pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> 
             rate: u64::from(p.cpuprofilerate),
         });
     }
+    if let Some(file) = &p.memprofile {
+        requests.push(Request {
+            kind: ProfileKind::Mem,
+            output: dir.join(file),
+            rate: p.memprofilerate,
+        });
+    }
     if requests.is_empty() {
         return Err(CliError::Usage(format!(
-            "no profile requested: add --cpuprofile FILE (see `cargo rprof {subcommand} --help`)"
+            "no profile requested: add --cpuprofile FILE or --memprofile FILE (see `cargo rprof {subcommand} --help`)"
+        )));
+    }
+    if requests.len() == 2 && requests[0].output == requests[1].output {
+        return Err(CliError::Usage(format!(
+            "--cpuprofile and --memprofile name the same file {}",
+            requests[0].output.display()
         )));
     }
     if let Some(d) = &p.outputdir {

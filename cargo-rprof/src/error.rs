@@ -25,7 +25,7 @@ pub enum CliError {
         source: std::io::Error,
     },
     /// The output would go into a directory that does not exist.
-    #[error("cannot write {what} to {path}: directory {dir} does not exist")]
+    #[error("cannot write the {what} profile to {path}: directory {dir} does not exist")]
     NoSuchDir {
         /// Which profile.
         what: &'static str,

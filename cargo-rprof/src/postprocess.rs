@@ -8,7 +8,7 @@ use rprof_core::report::{self, ReportOptions};
 use rprof_core::symbolize::Symbolizer;
 use rprof_core::{codec, merge, Profile};
 
-use crate::session::{self, Request, RunRecord};
+use crate::session::{self, ProfileKind, Request, RunRecord};
 use crate::{runner, term, CliError};
 
 /// Post-process `session` for every request; returns the exit code to use (cargo's, or 1 when
@@ -53,7 +53,14 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
         };
         let symbolized = symbolizer.symbolize(&profile, &resolve);
         warnings.extend(symbolized.warnings);
-        profiles.push(symbolized.profile);
+        let profile = match request.kind {
+            ProfileKind::Cpu => symbolized.profile,
+            ProfileKind::Mem => {
+                check_allocator(run, &symbolized.profile);
+                rprof_core::edit::trim_leaf_frames(&symbolized.profile, is_allocator_frame)
+            }
+        };
+        profiles.push(profile);
     }
     for run in &missing {
         term::warning(format!(
@@ -81,6 +88,64 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
     print_report(&merged, request, profiles.len(), session);
     Ok(())
 }
+
+/// Functions of the allocator itself, left off the leaf end of heap stacks (as Go leaves out
+/// `runtime.mallocgc`), so that `top` shows who allocates.
+pub fn is_allocator_frame(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "__rustc::",
+        "__rust_alloc",
+        "__rust_realloc",
+        "__rdl_",
+        "__rg_",
+        "alloc::alloc::",
+        "<alloc::alloc::Global as ",
+        "std::alloc::",
+        "<std::alloc::System as ",
+        "std::sys::alloc::",
+        "std::sys::pal::unix::alloc::",
+        "rprof_harness::",
+        "<rprof_harness::",
+        "malloc",
+        "calloc",
+        "realloc",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Warn when a binary's `#[global_allocator]` bypasses malloc and no `ProfiledAlloc` fed the
+/// profiler: its Rust allocations are missing.
+fn check_allocator(run: &RunRecord, profile: &Profile) {
+    let wrapped = profile
+        .comment
+        .iter()
+        .any(|&c| profile.str(c) == WRAPPER_COMMENT);
+    if wrapped {
+        return;
+    }
+    if let Ok(false) = uses_default_allocator(&run.kept) {
+        term::warning(format!(
+            "{} has a #[global_allocator] that bypasses malloc: no allocation of its Rust code was seen; wrap it in rprof_harness::ProfiledAlloc (see the README)",
+            display_name(&run.original)
+        ));
+    }
+}
+
+/// Whether `binary` allocates through Rust's default allocator (malloc): it then contains
+/// std's `__rdl_alloc`, which a `#[global_allocator]` replaces.
+fn uses_default_allocator(binary: &Path) -> std::io::Result<bool> {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(binary)?;
+    let file = object::File::parse(&*data).map_err(std::io::Error::other)?;
+    let found = file
+        .symbols()
+        .chain(file.dynamic_symbols())
+        .any(|s| s.name().is_ok_and(|n| n.contains("__rdl_alloc")));
+    Ok(found)
+}
+
+/// Must match `rprof_harness::raw::WRAPPER_COMMENT`.
+const WRAPPER_COMMENT: &str = "rprof: allocations reported by ProfiledAlloc";
 
 fn display_name(binary: &Path) -> String {
     binary.file_name().map_or_else(
@@ -138,13 +203,16 @@ fn print_report(profile: &Profile, request: &Request, binaries: usize, session: 
         "Next",
         format!(
             "cargo rprof top {file} --cum | cargo rprof traces {file} | cargo rprof flamegraph {file} -o {}.svg | go tool pprof -http=: {file}",
-            request.kind.name()
+            match request.kind {
+                ProfileKind::Cpu => "cpu",
+                ProfileKind::Mem => "mem",
+            }
         ),
     );
     if total == 0 {
-        term::warning(format!(
-            "the {} profile is empty: the binaries ran too briefly to be sampled (try a higher --cpuprofilerate)",
-            request.kind.name()
-        ));
+        term::warning(match request.kind {
+            ProfileKind::Cpu => "the cpu profile is empty: the binaries ran too briefly to be sampled (try a higher --cpuprofilerate)".to_owned(),
+            ProfileKind::Mem => "no allocation was seen: the memory profile is empty (a #[global_allocator] that bypasses malloc needs rprof_harness::ProfiledAlloc; or try --memprofilerate 1)".to_owned(),
+        });
     }
 }

@@ -29,16 +29,19 @@ const KEEP_SESSIONS: usize = 5;
 pub enum ProfileKind {
     /// CPU time, sampled by per-thread CPU timers.
     Cpu,
+    /// Allocations, sampled by bytes allocated.
+    Mem,
 }
 
 impl ProfileKind {
     /// Every kind.
-    pub const ALL: [ProfileKind; 1] = [ProfileKind::Cpu];
+    pub const ALL: [ProfileKind; 2] = [ProfileKind::Cpu, ProfileKind::Mem];
 
     /// Short name, used in file names and messages.
     pub fn name(self) -> &'static str {
         match self {
             ProfileKind::Cpu => "cpu",
+            ProfileKind::Mem => "memory",
         }
     }
 
@@ -46,6 +49,7 @@ impl ProfileKind {
     pub fn enabled_env(self) -> &'static str {
         match self {
             ProfileKind::Cpu => "RPROF_WANT_CPU",
+            ProfileKind::Mem => "RPROF_WANT_MEM",
         }
     }
 
@@ -53,6 +57,7 @@ impl ProfileKind {
     pub fn output_env(self) -> &'static str {
         match self {
             ProfileKind::Cpu => "RPROF_CPUPROFILE",
+            ProfileKind::Mem => "RPROF_MEMPROFILE",
         }
     }
 
@@ -60,6 +65,15 @@ impl ProfileKind {
     pub fn rate_env(self) -> &'static str {
         match self {
             ProfileKind::Cpu => "RPROF_CPUPROFILERATE",
+            ProfileKind::Mem => "RPROF_MEMPROFILERATE",
+        }
+    }
+
+    /// The flag that asks for this kind.
+    pub fn flag(self) -> &'static str {
+        match self {
+            ProfileKind::Cpu => "--cpuprofile",
+            ProfileKind::Mem => "--memprofile",
         }
     }
 }
@@ -218,7 +232,7 @@ fn check_output_dir(r: &Request) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::NoSuchDir {
-            what: "the cpu profile",
+            what: r.kind.name(),
             path: r.output.clone(),
             dir: dir.to_path_buf(),
         })

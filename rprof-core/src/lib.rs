@@ -11,6 +11,7 @@
 
 pub mod builder;
 pub mod codec;
+pub mod edit;
 mod error;
 pub mod merge;
 mod model;

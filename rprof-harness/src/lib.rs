@@ -13,13 +13,20 @@
 //! buffer a signal handler writes into), `cpu` (the per-thread CPU timers and the `SIGPROF`
 //! handler), [`thread`] (per-thread state: stack bounds, timers), `maps` (the loaded binaries).
 
+pub mod alloc;
 pub mod cpu;
 pub mod maps;
+pub mod mem;
 pub mod queue;
 pub mod raw;
 mod rng;
+mod sys;
 pub mod thread;
 pub mod unwind;
 
 #[cfg(feature = "preload")]
+mod malloc;
+#[cfg(feature = "preload")]
 mod preload;
+
+pub use alloc::ProfiledAlloc;

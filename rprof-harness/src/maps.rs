@@ -145,6 +145,7 @@ static RANGES: [[AtomicUsize; 2]; MAX_RANGES] =
     [const { [AtomicUsize::new(0), AtomicUsize::new(0)] }; MAX_RANGES];
 static RANGE_COUNT: AtomicUsize = AtomicUsize::new(0);
 static MAIN_RANGE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+static HARNESS_RANGE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 
 /// Copy the executable ranges of `objects` into the table the handlers read.
 pub fn refresh_code_ranges(objects: &[LoadedObject]) {
@@ -157,6 +158,12 @@ pub fn refresh_code_ranges(objects: &[LoadedObject]) {
             if o.is_main {
                 MAIN_RANGE[0].store(s.start as usize, Ordering::Relaxed);
                 MAIN_RANGE[1].store(s.limit as usize, Ordering::Relaxed);
+            }
+            // The harness's own code, when it is a library of its own (the preload).
+            let here = is_harness_code as *const () as u64;
+            if !o.is_main && (s.start..s.limit).contains(&here) {
+                HARNESS_RANGE[0].store(s.start as usize, Ordering::Relaxed);
+                HARNESS_RANGE[1].store(s.limit as usize, Ordering::Relaxed);
             }
             RANGES[n][0].store(s.start as usize, Ordering::Relaxed);
             RANGES[n][1].store(s.limit as usize, Ordering::Relaxed);
@@ -180,6 +187,14 @@ pub fn is_code(addr: u64) -> bool {
 pub fn is_framed_code(addr: u64) -> bool {
     let addr = addr as usize;
     (MAIN_RANGE[0].load(Ordering::Relaxed)..MAIN_RANGE[1].load(Ordering::Relaxed)).contains(&addr)
+}
+
+/// Whether `addr` is in the preload library's code (never true when the harness is linked
+/// into the program). Async-signal-safe.
+pub fn is_harness_code(addr: u64) -> bool {
+    let addr = addr as usize;
+    (HARNESS_RANGE[0].load(Ordering::Relaxed)..HARNESS_RANGE[1].load(Ordering::Relaxed))
+        .contains(&addr)
 }
 
 #[cfg(test)]

@@ -16,12 +16,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
-use crate::{cpu, maps, raw, thread};
+use crate::{cpu, maps, mem, raw, thread};
 
 /// Settings read from the environment by the constructor.
 struct Settings {
     cpu_profile: Option<PathBuf>,
     cpu_rate: u32,
+    mem_profile: Option<PathBuf>,
+    mem_rate: u64,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -42,9 +44,13 @@ fn start() {
         cpu_rate: env("RPROF_CPUPROFILERATE")
             .and_then(|v| v.to_str()?.parse().ok())
             .unwrap_or(100),
+        mem_profile: env("RPROF_MEMPROFILE").map(PathBuf::from),
+        mem_rate: env("RPROF_MEMPROFILERATE")
+            .and_then(|v| v.to_str()?.parse().ok())
+            .unwrap_or(0),
     };
     scrub_environment();
-    if settings.cpu_profile.is_none() {
+    if settings.cpu_profile.is_none() && settings.mem_profile.is_none() {
         return;
     }
     // SAFETY: getpid has no preconditions.
@@ -56,11 +62,20 @@ fn start() {
             eprintln!("rprof: {e}");
         }
     }
+    if settings.mem_profile.is_some() {
+        if let Err(e) = mem::start(settings.mem_rate) {
+            eprintln!("rprof: {e}");
+        }
+    }
     let _ = SETTINGS.set(settings);
     // SAFETY: registering plain extern "C" functions without arguments.
     unsafe {
         libc::atexit(at_exit);
-        libc::pthread_atfork(None, None, Some(in_forked_child));
+        libc::pthread_atfork(
+            Some(mem::before_fork),
+            Some(mem::after_fork),
+            Some(in_forked_child),
+        );
     }
 }
 
@@ -76,6 +91,7 @@ fn scrub_environment() {
 }
 
 extern "C" fn in_forked_child() {
+    mem::after_fork();
     // The child has only the forking thread and no drain thread; it must not write our files.
     PID.store(0, Ordering::Relaxed);
 }
@@ -101,6 +117,15 @@ fn write_profiles() {
                 }
             }
             Err(e) => eprintln!("rprof: {e}"),
+        }
+    }
+    if let Some(path) = &settings.mem_profile {
+        mem::stop();
+        let data = mem::snapshot();
+        let profile =
+            raw::mem_profile(&data, &maps::loaded_objects(), crate::alloc::wrapper_used());
+        if let Err(e) = rprof_core::codec::write_file(path, &profile) {
+            eprintln!("rprof: cannot write the memory profile: {e}");
         }
     }
 }
@@ -144,7 +169,8 @@ pub unsafe extern "C" fn pthread_create(
     arg: *mut libc::c_void,
 ) -> libc::c_int {
     let real = thread::real_pthread_create();
-    if !cpu::is_running() {
+    // Every profiler needs the new thread's stack bounds, not only the CPU one.
+    if SETTINGS.get().is_none() {
         // SAFETY: forwarding the caller's arguments unchanged.
         return unsafe { real(thread, attr, start, arg) };
     }

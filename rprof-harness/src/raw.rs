@@ -9,8 +9,9 @@ use rprof_core::Profile;
 
 use crate::cpu::CpuData;
 use crate::maps::{mapping_infos, LoadedObject};
+use crate::mem::MemData;
 
-/// Add the mappings of `objects` to `b` and return a lookup from address to mapping id.
+/// Add the mappings of `objects` to `b` and return a sorted list of (start, limit, mapping id).
 fn add_mappings(b: &mut ProfileBuilder, objects: &[LoadedObject]) -> Vec<(u64, u64, u64)> {
     let mut ranges: Vec<(u64, u64, u64)> = mapping_infos(objects)
         .iter()
@@ -83,6 +84,73 @@ pub fn cpu_profile(data: &CpuData, objects: &[LoadedObject]) -> Profile {
     b.build()
 }
 
+/// Go's `scaleHeapSample`: undo the sampling of `count` objects of `size` bytes in all, each
+/// allocation having been sampled with probability `1 - exp(-avg/rate)`.
+pub fn scale_heap_sample(count: u64, size: u64, rate: u64) -> (i64, i64) {
+    if count == 0 || size == 0 {
+        return (0, 0);
+    }
+    if rate <= 1 {
+        return (count as i64, size as i64);
+    }
+    let avg = size as f64 / count as f64;
+    let scale = 1.0 / (1.0 - (-avg / rate as f64).exp());
+    ((count as f64 * scale) as i64, (size as f64 * scale) as i64)
+}
+
+/// The unsymbolized heap profile of `data`, laid out as `go test -memprofile` writes it: sample
+/// types `alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes`, period
+/// type `space/bytes`, period = rate, default `alloc_space`, a `bytes` label per bucket.
+pub fn mem_profile(data: &MemData, objects: &[LoadedObject], wrapper_used: bool) -> Profile {
+    let mut b = ProfileBuilder::new(
+        &[
+            ("alloc_objects", "count"),
+            ("alloc_space", "bytes"),
+            ("inuse_objects", "count"),
+            ("inuse_space", "bytes"),
+        ],
+        ("space", "bytes"),
+        data.rate as i64,
+    );
+    b.default_sample_type("alloc_space");
+    let ranges = add_mappings(&mut b, objects);
+    let bytes_key = b.string("bytes");
+    for bucket in &data.buckets {
+        let ids: Vec<u64> = bucket
+            .stack
+            .iter()
+            .map(|&addr| b.location(mapping_of(&ranges, addr), addr, &[]))
+            .collect();
+        let (ao, asp) = scale_heap_sample(bucket.allocs, bucket.allocs * bucket.size, data.rate);
+        let live = bucket.allocs - bucket.frees;
+        let (io, isp) = scale_heap_sample(live, live * bucket.size, data.rate);
+        let label = rprof_core::proto::Label {
+            key: bytes_key,
+            str: 0,
+            num: bucket.size as i64,
+            num_unit: 0,
+        };
+        b.add_labeled_sample(&ids, &[ao, asp, io, isp], vec![label]);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    b.time(now, 0);
+    if data.lost > 0 {
+        b.comment(&format!(
+            "rprof: {} sampled allocations lost (sample tables full)",
+            data.lost
+        ));
+    }
+    if wrapper_used {
+        b.comment(WRAPPER_COMMENT);
+    }
+    b.build()
+}
+
+/// The comment a heap profile carries when a `ProfiledAlloc` fed it.
+pub const WRAPPER_COMMENT: &str = "rprof: allocations reported by ProfiledAlloc";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +172,20 @@ mod tests {
         assert_eq!(p.str(m.filename), objects[0].path);
         let unknown = p.location_by_id(p.sample[0].location_id[1]).unwrap();
         assert_eq!(unknown.mapping_id, 0);
+    }
+}
+
+#[cfg(test)]
+mod scale_tests {
+    use super::scale_heap_sample;
+
+    #[test]
+    fn go_unbiasing() {
+        assert_eq!(scale_heap_sample(0, 0, 512 * 1024), (0, 0));
+        assert_eq!(scale_heap_sample(7, 700, 1), (7, 700));
+        // One sampled 512 KiB object at rate 512 KiB stands for 1/(1-e^-1) = 1.582 objects.
+        let (n, s) = scale_heap_sample(1, 512 * 1024, 512 * 1024);
+        assert_eq!(n, 1);
+        assert_eq!(s, (512.0 * 1024.0 / (1.0 - (-1.0f64).exp())) as i64);
     }
 }

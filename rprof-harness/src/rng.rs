@@ -17,6 +17,11 @@ pub(crate) fn next_u64() -> u64 {
     x.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
+/// A value uniform in `[0, 1)`.
+pub(crate) fn next_f64() -> f64 {
+    (next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn seed() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

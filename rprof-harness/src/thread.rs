@@ -59,6 +59,11 @@ pub fn mark_harness_thread() {
     IN_HARNESS.with(|g| g.set(true));
 }
 
+/// Set whether the calling thread is inside harness code; returns the previous state.
+pub fn set_in_harness(inside: bool) -> bool {
+    IN_HARNESS.try_with(|g| g.replace(inside)).unwrap_or(true)
+}
+
 /// Run `f` with the calling thread marked as inside the harness, so that what `f` does (e.g.
 /// allocate) is not profiled. Re-entrant.
 pub fn with_harness_guard<R>(f: impl FnOnce() -> R) -> R {

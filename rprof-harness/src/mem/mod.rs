@@ -1,0 +1,247 @@
+//! The memory profiler: which stacks allocate, how much, and what is still live.
+//!
+//! Each thread counts down the bytes to its next sample, drawn from an exponential distribution
+//! with mean = rate (rate 1: every allocation), so an unsampled allocation costs a thread-local
+//! subtraction. A sampled allocation records its stack into a (stack, size) bucket, as Go's
+//! runtime does, and is remembered by address ([`live`]) so its free is counted too. Unbiasing
+//! happens when the profile is written ([`crate::raw::mem_profile`]).
+//!
+//! Hazards: [`on_alloc`] and [`on_free`] run inside `malloc`/`free`. They allocate nothing (the
+//! tables are mapped memory), never wait on a lock another thread may hold for long (see
+//! [`live`] and [`tables`]), never panic, and do nothing on harness threads or while the calling
+//! thread is inside harness code (which is how the harness's own allocations stay out).
+
+pub(crate) mod live;
+pub(crate) mod tables;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::thread;
+use crate::unwind::{self, MAX_DEPTH};
+use tables::{Bucket, StackEntry, Table};
+
+/// `go test`'s default: one sample per 512 KiB allocated, on average.
+pub const DEFAULT_RATE: u64 = 512 * 1024;
+
+const STACKS: usize = 1 << 16;
+const BUCKETS: usize = 1 << 20;
+
+static RATE: AtomicU64 = AtomicU64::new(0);
+static LOST: AtomicU64 = AtomicU64::new(0);
+/// The rate of the last session, for snapshots taken after `stop`.
+static LAST_RATE: AtomicU64 = AtomicU64::new(0);
+
+struct Tables {
+    stacks: Table<StackEntry>,
+    buckets: Table<Bucket>,
+}
+
+static TABLES: OnceLock<Tables> = OnceLock::new();
+
+thread_local! {
+    /// Bytes until this thread's next sample; `i64::MIN` until first drawn.
+    static NEXT_SAMPLE: Cell<i64> = const { Cell::new(i64::MIN) };
+}
+
+/// Why the memory profiler could not start.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MemError {
+    /// The kernel refused memory for the sample tables.
+    NoMemory,
+}
+
+impl std::fmt::Display for MemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cannot map memory for the memory profiler's tables")
+    }
+}
+
+impl std::error::Error for MemError {}
+
+/// Start sampling allocations at `rate` bytes per sample (1 = every allocation; 0 = the
+/// default). Restarting keeps what was recorded.
+pub fn start(rate: u64) -> Result<(), MemError> {
+    let rate = if rate == 0 { DEFAULT_RATE } else { rate };
+    thread::with_harness_guard(|| {
+        if TABLES.get().is_none() {
+            let stacks = Table::new(STACKS).ok_or(MemError::NoMemory)?;
+            let buckets = Table::new(BUCKETS).ok_or(MemError::NoMemory)?;
+            let _ = TABLES.set(Tables { stacks, buckets });
+        }
+        if !live::init() {
+            return Err(MemError::NoMemory);
+        }
+        LAST_RATE.store(rate, Ordering::Relaxed);
+        RATE.store(rate, Ordering::Release);
+        Ok(())
+    })
+}
+
+/// Stop sampling (what was recorded stays for [`snapshot`]).
+pub fn stop() {
+    let rate = RATE.swap(0, Ordering::AcqRel);
+    if rate != 0 {
+        LAST_RATE.store(rate, Ordering::Relaxed);
+    }
+}
+
+/// The sampling rate in bytes, or 0 when the profiler is off.
+pub fn rate() -> u64 {
+    RATE.load(Ordering::Relaxed)
+}
+
+/// Draw the bytes until the next sample: exponential with mean `rate`.
+fn next_sample_distance(rate: u64) -> i64 {
+    if rate <= 1 {
+        return 0;
+    }
+    // u in (0, 1]; -ln(u) is exponential with mean 1.
+    let u = 1.0 - crate::rng::next_f64();
+    let d = -u.ln() * rate as f64;
+    d.min(i64::MAX as f64 / 2.0) as i64 + 1
+}
+
+/// Account an allocation of `size` bytes at `ptr` (call after the real allocation).
+#[inline]
+pub fn on_alloc(ptr: *mut u8, size: usize) {
+    let rate = RATE.load(Ordering::Relaxed);
+    if rate == 0 || ptr.is_null() {
+        return;
+    }
+    let sample = NEXT_SAMPLE
+        .try_with(|next| {
+            let mut left = next.get();
+            if left == i64::MIN {
+                left = next_sample_distance(rate);
+            }
+            left -= size as i64;
+            if left > 0 {
+                next.set(left);
+                false
+            } else {
+                next.set(next_sample_distance(rate));
+                true
+            }
+        })
+        .unwrap_or(false);
+    if sample && !thread::in_harness() {
+        thread::with_harness_guard(|| record(ptr as u64, size as u64));
+    }
+}
+
+#[inline(never)]
+fn record(addr: u64, size: u64) {
+    let Some(t) = TABLES.get() else { return };
+    let mut frames = [0u64; MAX_DEPTH];
+    let depth = unwind::capture_current(0, &mut frames);
+    // Leave off the harness's own frames (this function, on_alloc, the interposer).
+    let skip = frames[..depth]
+        .iter()
+        .take_while(|&&f| crate::maps::is_harness_code(f))
+        .count();
+    let stack = &frames[skip..depth];
+    let Some(bucket) = t
+        .stacks
+        .intern(stack)
+        .and_then(|s| t.buckets.intern(s, size))
+    else {
+        LOST.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    t.buckets
+        .get(bucket)
+        .alloc_objects
+        .fetch_add(1, Ordering::Relaxed);
+    if !live::insert(addr, bucket) {
+        LOST.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Account the free of `ptr` (call before the real free).
+#[inline]
+pub fn on_free(ptr: *mut u8) {
+    if ptr.is_null() || TABLES.get().is_none() {
+        return;
+    }
+    if let Some(bucket) = live::remove(ptr as u64) {
+        if let Some(t) = TABLES.get() {
+            t.buckets
+                .get(bucket)
+                .free_objects
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Take every lock of the memory profiler (an atfork `prepare` handler).
+pub extern "C" fn before_fork() {
+    live::lock_all();
+}
+
+/// Release them again (atfork `parent` and `child` handlers).
+pub extern "C" fn after_fork() {
+    live::unlock_all();
+}
+
+/// One (stack, size) bucket of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemBucket {
+    /// Return addresses, leaf first.
+    pub stack: Vec<u64>,
+    /// Size of each allocation.
+    pub size: u64,
+    /// Sampled allocations.
+    pub allocs: u64,
+    /// Sampled frees.
+    pub frees: u64,
+}
+
+/// What the memory profiler has recorded so far.
+#[derive(Debug, Clone, Default)]
+pub struct MemData {
+    /// The rate in force (1 = every allocation).
+    pub rate: u64,
+    /// Buckets, duplicates folded.
+    pub buckets: Vec<MemBucket>,
+    /// Samples that could not be recorded (tables full).
+    pub lost: u64,
+}
+
+/// The recorded buckets now. Allocates: call outside `malloc`.
+pub fn snapshot() -> MemData {
+    thread::with_harness_guard(|| {
+        let mut folded: HashMap<(Vec<u64>, u64), (u64, u64)> = HashMap::new();
+        if let Some(t) = TABLES.get() {
+            for b in t.buckets.iter().filter(|b| b.is_ready()) {
+                let (stack, size) = b.key();
+                let allocs = b.alloc_objects.load(Ordering::Relaxed);
+                let frees = b.free_objects.load(Ordering::Relaxed).min(allocs);
+                let e = folded
+                    .entry((t.stacks.frames(stack).to_vec(), size))
+                    .or_default();
+                e.0 += allocs;
+                e.1 += frees;
+            }
+        }
+        let rate = match RATE.load(Ordering::Relaxed) {
+            0 => LAST_RATE.load(Ordering::Relaxed),
+            r => r,
+        };
+        MemData {
+            rate,
+            buckets: folded
+                .into_iter()
+                .map(|((stack, size), (allocs, frees))| MemBucket {
+                    stack,
+                    size,
+                    allocs,
+                    frees,
+                })
+                .collect(),
+            lost: LOST.load(Ordering::Relaxed),
+        }
+    })
+}
