@@ -229,3 +229,40 @@ fn bench_binary_at_rate_1() {
     assert_eq!(p.period, 1);
     assert!(cum(&p, "alloc_space", "chains::main") > 0);
 }
+
+#[test]
+fn criterion_bench_at_rate_1_with_cpu_profile_too() {
+    let fixture = Fixture::copy("crit");
+    let ran = run(fixture.rprof(&[
+        "bench",
+        "--bench",
+        "crit",
+        "--memprofile",
+        "mem.prof",
+        "--memprofilerate",
+        "1",
+        "--cpuprofile",
+        "cpu.prof",
+        "--",
+        "--warm-up-time",
+        "0.2",
+        "--measurement-time",
+        "0.5",
+        "--sample-size",
+        "10",
+    ]));
+    ran.expect_code(0);
+    assert!(ran.stdout.contains("strings"), "{}", ran.stdout);
+    let mem = read_profile(&fixture.path("mem.prof"));
+    let strings = cum(&mem, "alloc_objects", "crit::strings_hot");
+    // Each call allocates 1000 strings and the vector holding them.
+    assert!(strings >= 1001, "{strings}");
+    assert_eq!(
+        strings % 1001,
+        0,
+        "{strings} is not a whole number of calls"
+    );
+    assert_eq!(cum(&mem, "alloc_objects", "crit::squares_hot"), 0);
+    let cpu = read_profile(&fixture.path("cpu.prof"));
+    assert!(cum(&cpu, "cpu", "crit::squares_hot") > 0);
+}
