@@ -59,6 +59,7 @@ cargo's.
 Examples:
   cargo rprof test --cpuprofile cpu.prof
   cargo rprof test --memprofile mem.prof --memprofilerate 1
+  cargo rprof test --blockprofile block.prof --mutexprofile mutex.prof
   cargo rprof test -p mycrate --cpuprofile cpu.prof --cpuprofilerate 1000 -- hot_path
   cargo rprof bench --cpuprofile cpu.prof --bench parse";
 
@@ -80,6 +81,23 @@ pub struct ProfileArgs {
     /// exactly; 0 means the default, 524288 (512 KiB), as with `go test`.
     #[arg(long, value_name = "BYTES", default_value_t = 0)]
     pub memprofilerate: u64,
+    /// Write a block profile to FILE: where threads waited on locks, condition variables,
+    /// channels, park and join, and for how long.
+    #[arg(long, value_name = "FILE")]
+    pub blockprofile: Option<PathBuf>,
+    /// Record every wait of NS nanoseconds or more; shorter ones with probability
+    /// duration/NS (1 = every wait).
+    #[arg(long, value_name = "NS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub blockprofilerate: u64,
+    /// Write a mutex profile to FILE: the stacks that released contended locks, valued by the
+    /// delay their waiters incurred.
+    #[arg(long, value_name = "FILE")]
+    pub mutexprofile: Option<PathBuf>,
+    /// Record about 1 in N contended releases, scaled by N.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub mutexprofilefraction: u64,
     /// Write profile files into DIR instead of the current directory.
     #[arg(long, value_name = "DIR")]
     pub outputdir: Option<PathBuf>,
@@ -136,6 +154,10 @@ const OWN_VALUE_FLAGS: &[&str] = &[
     "--cpuprofilerate",
     "--memprofile",
     "--memprofilerate",
+    "--blockprofile",
+    "--blockprofilerate",
+    "--mutexprofile",
+    "--mutexprofilefraction",
     "--outputdir",
 ];
 
@@ -204,31 +226,36 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
 /// Turn parsed `test`/`bench` flags into a run.
 pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> {
     let dir = p.outputdir.clone().unwrap_or_default();
-    let mut requests = Vec::new();
-    if let Some(file) = &p.cpuprofile {
-        requests.push(Request {
-            kind: ProfileKind::Cpu,
-            output: dir.join(file),
-            rate: u64::from(p.cpuprofilerate),
-        });
-    }
-    if let Some(file) = &p.memprofile {
-        requests.push(Request {
-            kind: ProfileKind::Mem,
-            output: dir.join(file),
-            rate: p.memprofilerate,
-        });
-    }
+    let wanted = [
+        (ProfileKind::Cpu, &p.cpuprofile, u64::from(p.cpuprofilerate)),
+        (ProfileKind::Mem, &p.memprofile, p.memprofilerate),
+        (ProfileKind::Block, &p.blockprofile, p.blockprofilerate),
+        (ProfileKind::Mutex, &p.mutexprofile, p.mutexprofilefraction),
+    ];
+    let requests: Vec<Request> = wanted
+        .into_iter()
+        .filter_map(|(kind, file, rate)| {
+            Some(Request {
+                kind,
+                output: dir.join(file.as_ref()?),
+                rate,
+            })
+        })
+        .collect();
     if requests.is_empty() {
         return Err(CliError::Usage(format!(
-            "no profile requested: add --cpuprofile FILE or --memprofile FILE (see `cargo rprof {subcommand} --help`)"
+            "no profile requested: add --cpuprofile, --memprofile, --blockprofile or --mutexprofile FILE (see `cargo rprof {subcommand} --help`)"
         )));
     }
-    if requests.len() == 2 && requests[0].output == requests[1].output {
-        return Err(CliError::Usage(format!(
-            "--cpuprofile and --memprofile name the same file {}",
-            requests[0].output.display()
-        )));
+    for (i, a) in requests.iter().enumerate() {
+        if let Some(b) = requests[i + 1..].iter().find(|b| b.output == a.output) {
+            return Err(CliError::Usage(format!(
+                "{} and {} name the same file {}",
+                a.kind.flag(),
+                b.kind.flag(),
+                a.output.display()
+            )));
+        }
     }
     if let Some(d) = &p.outputdir {
         if !d.is_dir() {

@@ -59,6 +59,9 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
                 check_allocator(run, &symbolized.profile);
                 rprof_core::edit::trim_leaf_frames(&symbolized.profile, is_allocator_frame)
             }
+            ProfileKind::Block | ProfileKind::Mutex => {
+                rprof_core::edit::trim_leaf_frames(&symbolized.profile, is_sync_frame)
+            }
         };
         profiles.push(profile);
     }
@@ -109,6 +112,27 @@ pub fn is_allocator_frame(name: &str) -> bool {
         "malloc",
         "calloc",
         "realloc",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Functions of the synchronization machinery and the standard library around it (std's
+/// futex, parking and channel code, libc's pthread calls), left off the leaf end of block and
+/// mutex stacks so that `top` shows the code that waits and the code that makes others wait.
+pub fn is_sync_frame(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "std::",
+        "<std::",
+        "core::",
+        "<core::",
+        "alloc::",
+        "<alloc::",
+        "syscall",
+        "pthread_",
+        "__pthread_",
+        "sem_wait",
+        "rprof_harness::",
+        "<rprof_harness::",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
@@ -206,6 +230,8 @@ fn print_report(profile: &Profile, request: &Request, binaries: usize, session: 
             match request.kind {
                 ProfileKind::Cpu => "cpu",
                 ProfileKind::Mem => "mem",
+                ProfileKind::Block => "block",
+                ProfileKind::Mutex => "mutex",
             }
         ),
     );
@@ -213,6 +239,8 @@ fn print_report(profile: &Profile, request: &Request, binaries: usize, session: 
         term::warning(match request.kind {
             ProfileKind::Cpu => "the cpu profile is empty: the binaries ran too briefly to be sampled (try a higher --cpuprofilerate)".to_owned(),
             ProfileKind::Mem => "no allocation was seen: the memory profile is empty (a #[global_allocator] that bypasses malloc needs rprof_harness::ProfiledAlloc; or try --memprofilerate 1)".to_owned(),
+            ProfileKind::Block => "the block profile is empty: no thread waited on a lock, condition variable, channel, park or join".to_owned(),
+            ProfileKind::Mutex => "the mutex profile is empty: no lock release woke a waiting thread".to_owned(),
         });
     }
 }

@@ -31,17 +31,28 @@ pub enum ProfileKind {
     Cpu,
     /// Allocations, sampled by bytes allocated.
     Mem,
+    /// Time spent waiting on synchronization primitives.
+    Block,
+    /// Delay caused by contended lock releases.
+    Mutex,
 }
 
 impl ProfileKind {
     /// Every kind.
-    pub const ALL: [ProfileKind; 2] = [ProfileKind::Cpu, ProfileKind::Mem];
+    pub const ALL: [ProfileKind; 4] = [
+        ProfileKind::Cpu,
+        ProfileKind::Mem,
+        ProfileKind::Block,
+        ProfileKind::Mutex,
+    ];
 
     /// Short name, used in file names and messages.
     pub fn name(self) -> &'static str {
         match self {
             ProfileKind::Cpu => "cpu",
             ProfileKind::Mem => "memory",
+            ProfileKind::Block => "block",
+            ProfileKind::Mutex => "mutex",
         }
     }
 
@@ -50,6 +61,8 @@ impl ProfileKind {
         match self {
             ProfileKind::Cpu => "RPROF_WANT_CPU",
             ProfileKind::Mem => "RPROF_WANT_MEM",
+            ProfileKind::Block => "RPROF_WANT_BLOCK",
+            ProfileKind::Mutex => "RPROF_WANT_MUTEX",
         }
     }
 
@@ -58,6 +71,8 @@ impl ProfileKind {
         match self {
             ProfileKind::Cpu => "RPROF_CPUPROFILE",
             ProfileKind::Mem => "RPROF_MEMPROFILE",
+            ProfileKind::Block => "RPROF_BLOCKPROFILE",
+            ProfileKind::Mutex => "RPROF_MUTEXPROFILE",
         }
     }
 
@@ -66,6 +81,8 @@ impl ProfileKind {
         match self {
             ProfileKind::Cpu => "RPROF_CPUPROFILERATE",
             ProfileKind::Mem => "RPROF_MEMPROFILERATE",
+            ProfileKind::Block => "RPROF_BLOCKPROFILERATE",
+            ProfileKind::Mutex => "RPROF_MUTEXPROFILEFRACTION",
         }
     }
 
@@ -74,6 +91,8 @@ impl ProfileKind {
         match self {
             ProfileKind::Cpu => "--cpuprofile",
             ProfileKind::Mem => "--memprofile",
+            ProfileKind::Block => "--blockprofile",
+            ProfileKind::Mutex => "--mutexprofile",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod mem;
 pub mod queue;
 pub mod raw;
 mod rng;
+pub mod sync;
 mod sys;
 pub mod thread;
 pub mod unwind;
@@ -28,5 +29,7 @@ pub mod unwind;
 mod malloc;
 #[cfg(feature = "preload")]
 mod preload;
+#[cfg(feature = "preload")]
+mod sync_hooks;
 
 pub use alloc::ProfiledAlloc;

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
-use crate::{cpu, maps, mem, raw, thread};
+use crate::{cpu, maps, mem, raw, sync, thread};
 
 /// Settings read from the environment by the constructor.
 struct Settings {
@@ -24,6 +24,10 @@ struct Settings {
     cpu_rate: u32,
     mem_profile: Option<PathBuf>,
     mem_rate: u64,
+    block_profile: Option<PathBuf>,
+    block_rate: u64,
+    mutex_profile: Option<PathBuf>,
+    mutex_fraction: u64,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -48,9 +52,21 @@ fn start() {
         mem_rate: env("RPROF_MEMPROFILERATE")
             .and_then(|v| v.to_str()?.parse().ok())
             .unwrap_or(0),
+        block_profile: env("RPROF_BLOCKPROFILE").map(PathBuf::from),
+        block_rate: env("RPROF_BLOCKPROFILERATE")
+            .and_then(|v| v.to_str()?.parse().ok())
+            .unwrap_or(1),
+        mutex_profile: env("RPROF_MUTEXPROFILE").map(PathBuf::from),
+        mutex_fraction: env("RPROF_MUTEXPROFILEFRACTION")
+            .and_then(|v| v.to_str()?.parse().ok())
+            .unwrap_or(1),
     };
     scrub_environment();
-    if settings.cpu_profile.is_none() && settings.mem_profile.is_none() {
+    if settings.cpu_profile.is_none()
+        && settings.mem_profile.is_none()
+        && settings.block_profile.is_none()
+        && settings.mutex_profile.is_none()
+    {
         return;
     }
     // SAFETY: getpid has no preconditions.
@@ -64,6 +80,16 @@ fn start() {
     }
     if settings.mem_profile.is_some() {
         if let Err(e) = mem::start(settings.mem_rate) {
+            eprintln!("rprof: {e}");
+        }
+    }
+    if settings.block_profile.is_some() {
+        if let Err(e) = sync::start_block(settings.block_rate) {
+            eprintln!("rprof: {e}");
+        }
+    }
+    if settings.mutex_profile.is_some() {
+        if let Err(e) = sync::start_mutex(settings.mutex_fraction) {
             eprintln!("rprof: {e}");
         }
     }
@@ -108,25 +134,34 @@ fn write_profiles() {
     let Some(settings) = SETTINGS.get() else {
         return;
     };
-    if let Some(path) = &settings.cpu_profile {
-        match cpu::stop() {
-            Ok(data) => {
-                let profile = raw::cpu_profile(&data, &maps::loaded_objects());
-                if let Err(e) = rprof_core::codec::write_file(path, &profile) {
-                    eprintln!("rprof: cannot write the CPU profile: {e}");
-                }
-            }
-            Err(e) => eprintln!("rprof: {e}"),
+    // Stop everything first, so that building the files is not itself profiled.
+    let cpu = settings.cpu_profile.as_ref().map(|_| cpu::stop());
+    let block = settings.block_profile.as_ref().map(|_| sync::stop_block());
+    let mutex = settings.mutex_profile.as_ref().map(|_| sync::stop_mutex());
+    if settings.mem_profile.is_some() {
+        mem::stop();
+    }
+    let objects = maps::loaded_objects();
+    let write = |path: &PathBuf, profile: rprof_core::Profile, what: &str| {
+        if let Err(e) = rprof_core::codec::write_file(path, &profile) {
+            eprintln!("rprof: cannot write the {what} profile: {e}");
         }
+    };
+    match (&settings.cpu_profile, cpu) {
+        (Some(path), Some(Ok(data))) => write(path, raw::cpu_profile(&data, &objects), "cpu"),
+        (_, Some(Err(e))) => eprintln!("rprof: {e}"),
+        _ => {}
+    }
+    if let (Some(path), Some(data)) = (&settings.block_profile, block) {
+        write(path, raw::event_profile(&data, &objects, "block"), "block");
+    }
+    if let (Some(path), Some(data)) = (&settings.mutex_profile, mutex) {
+        write(path, raw::event_profile(&data, &objects, "mutex"), "mutex");
     }
     if let Some(path) = &settings.mem_profile {
-        mem::stop();
         let data = mem::snapshot();
-        let profile =
-            raw::mem_profile(&data, &maps::loaded_objects(), crate::alloc::wrapper_used());
-        if let Err(e) = rprof_core::codec::write_file(path, &profile) {
-            eprintln!("rprof: cannot write the memory profile: {e}");
-        }
+        let wrapped = crate::alloc::wrapper_used();
+        write(path, raw::mem_profile(&data, &objects, wrapped), "memory");
     }
 }
 
@@ -154,6 +189,7 @@ impl Drop for ExitGuard {
         if let Some(slot) = self.0 {
             cpu::thread_exiting(slot);
         }
+        sync::thread_exiting();
     }
 }
 

@@ -10,6 +10,7 @@ use rprof_core::Profile;
 use crate::cpu::CpuData;
 use crate::maps::{mapping_infos, LoadedObject};
 use crate::mem::MemData;
+use crate::sync::EventData;
 
 /// Add the mappings of `objects` to `b` and return a sorted list of (start, limit, mapping id).
 fn add_mappings(b: &mut ProfileBuilder, objects: &[LoadedObject]) -> Vec<(u64, u64, u64)> {
@@ -144,6 +145,34 @@ pub fn mem_profile(data: &MemData, objects: &[LoadedObject], wrapper_used: bool)
     }
     if wrapper_used {
         b.comment(WRAPPER_COMMENT);
+    }
+    b.build()
+}
+
+/// The unsymbolized block or mutex profile of `data`, as Go writes them: sample types
+/// `contentions/count delay/nanoseconds`, period type `contentions/count`, period 1.
+pub fn event_profile(data: &EventData, objects: &[LoadedObject], what: &str) -> Profile {
+    let mut b = ProfileBuilder::new(
+        &[("contentions", "count"), ("delay", "nanoseconds")],
+        ("contentions", "count"),
+        1,
+    );
+    add_stacks(
+        &mut b,
+        objects,
+        data.events
+            .iter()
+            .map(|e| (&e.stack, vec![e.contentions as i64, e.delay_ns as i64])),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    b.time(now, 0);
+    if data.lost > 0 {
+        b.comment(&format!(
+            "rprof: {} {what} events lost (tables full)",
+            data.lost
+        ));
     }
     b.build()
 }

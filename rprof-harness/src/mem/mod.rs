@@ -151,10 +151,7 @@ fn record(addr: u64, size: u64) {
         LOST.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    t.buckets
-        .get(bucket)
-        .alloc_objects
-        .fetch_add(1, Ordering::Relaxed);
+    t.buckets.get(bucket).first.fetch_add(1, Ordering::Relaxed);
     if !live::insert(addr, bucket) {
         LOST.fetch_add(1, Ordering::Relaxed);
     }
@@ -168,10 +165,7 @@ pub fn on_free(ptr: *mut u8) {
     }
     if let Some(bucket) = live::remove(ptr as u64) {
         if let Some(t) = TABLES.get() {
-            t.buckets
-                .get(bucket)
-                .free_objects
-                .fetch_add(1, Ordering::Relaxed);
+            t.buckets.get(bucket).second.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -217,8 +211,8 @@ pub fn snapshot() -> MemData {
         if let Some(t) = TABLES.get() {
             for b in t.buckets.iter().filter(|b| b.is_ready()) {
                 let (stack, size) = b.key();
-                let allocs = b.alloc_objects.load(Ordering::Relaxed);
-                let frees = b.free_objects.load(Ordering::Relaxed).min(allocs);
+                let allocs = b.first.load(Ordering::Relaxed);
+                let frees = b.second.load(Ordering::Relaxed).min(allocs);
                 let e = folded
                     .entry((t.stacks.frames(stack).to_vec(), size))
                     .or_default();

@@ -24,16 +24,18 @@ pub(crate) struct StackEntry {
     frames: [u64; MAX_DEPTH],
 }
 
-/// Counters of one (stack, size) bucket.
+/// Two counters of one (stack, key) bucket. The memory profiler keys by allocation size and
+/// counts allocations and frees; the block and mutex profilers key by 0 and count contentions
+/// (in thousandths) and delay.
 #[repr(C)]
 pub(crate) struct Bucket {
     state: AtomicU32,
     stack: u32,
     size: u64,
-    /// Sampled allocations.
-    pub alloc_objects: AtomicU64,
-    /// Sampled frees.
-    pub free_objects: AtomicU64,
+    /// First counter (allocations; contentions × 1000).
+    pub first: AtomicU64,
+    /// Second counter (frees; delay in nanoseconds).
+    pub second: AtomicU64,
 }
 
 /// A table of `T` in mapped memory, indexed by hash with bounded linear probing.
