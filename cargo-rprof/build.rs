@@ -35,6 +35,7 @@ fn main() {
         "build",
         "--release",
         "--lib",
+        "--no-default-features",
         "--features",
         "preload",
         "--manifest-path",

@@ -58,6 +58,19 @@ impl Fixture {
         Fixture { dir }
     }
 
+    /// Like [`Fixture::copy`], with `RPROF_HARNESS_PATH` in its Cargo.toml pointing at this
+    /// workspace's rprof-harness (for fixtures that depend on it).
+    pub fn copy_with_harness(name: &str) -> Fixture {
+        let fixture = Fixture::copy(name);
+        let manifest = fixture.path("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap().replace(
+            "RPROF_HARNESS_PATH",
+            &workspace_root().join("rprof-harness").display().to_string(),
+        );
+        std::fs::write(manifest, text).unwrap();
+        fixture
+    }
+
     /// `cargo-rprof rprof ARGS...` in the fixture's directory, with `CI`-independent settings.
     pub fn rprof(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(cargo_rprof());

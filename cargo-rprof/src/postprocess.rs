@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rprof_core::report::{self, ReportOptions};
 use rprof_core::symbolize::Symbolizer;
-use rprof_core::{codec, merge, Profile};
+use rprof_core::{codec, edit, merge, Profile};
 
 use crate::session::{self, ProfileKind, Request, RunRecord};
 use crate::{runner, term, CliError};
@@ -57,10 +57,10 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
             ProfileKind::Cpu => symbolized.profile,
             ProfileKind::Mem => {
                 check_allocator(run, &symbolized.profile);
-                rprof_core::edit::trim_leaf_frames(&symbolized.profile, is_allocator_frame)
+                edit::trim_leaf_frames(&symbolized.profile, edit::is_allocator_frame)
             }
             ProfileKind::Block | ProfileKind::Mutex => {
-                rprof_core::edit::trim_leaf_frames(&symbolized.profile, is_sync_frame)
+                edit::trim_leaf_frames(&symbolized.profile, edit::is_sync_frame)
             }
         };
         profiles.push(profile);
@@ -90,51 +90,6 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
     })?;
     print_report(&merged, request, profiles.len(), session);
     Ok(())
-}
-
-/// Functions of the allocator itself, left off the leaf end of heap stacks (as Go leaves out
-/// `runtime.mallocgc`), so that `top` shows who allocates.
-pub fn is_allocator_frame(name: &str) -> bool {
-    const PREFIXES: &[&str] = &[
-        "__rustc::",
-        "__rust_alloc",
-        "__rust_realloc",
-        "__rdl_",
-        "__rg_",
-        "alloc::alloc::",
-        "<alloc::alloc::Global as ",
-        "std::alloc::",
-        "<std::alloc::System as ",
-        "std::sys::alloc::",
-        "std::sys::pal::unix::alloc::",
-        "rprof_harness::",
-        "<rprof_harness::",
-        "malloc",
-        "calloc",
-        "realloc",
-    ];
-    PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
-/// Functions of the synchronization machinery and the standard library around it (std's
-/// futex, parking and channel code, libc's pthread calls), left off the leaf end of block and
-/// mutex stacks so that `top` shows the code that waits and the code that makes others wait.
-pub fn is_sync_frame(name: &str) -> bool {
-    const PREFIXES: &[&str] = &[
-        "std::",
-        "<std::",
-        "core::",
-        "<core::",
-        "alloc::",
-        "<alloc::",
-        "syscall",
-        "pthread_",
-        "__pthread_",
-        "sem_wait",
-        "rprof_harness::",
-        "<rprof_harness::",
-    ];
-    PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// Warn when a binary's `#[global_allocator]` bypasses malloc and no `ProfiledAlloc` fed the

@@ -64,9 +64,108 @@ pub fn trim_leaf_frames(profile: &Profile, plumbing: impl Fn(&str) -> bool) -> P
     b.build()
 }
 
+/// Functions of the allocator itself, left off the leaf end of heap stacks (as Go leaves out
+/// `runtime.mallocgc`), so that `top` shows who allocates.
+pub fn is_allocator_frame(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "__rustc::",
+        "__rust_alloc",
+        "__rust_realloc",
+        "__rdl_",
+        "__rg_",
+        "alloc::alloc::",
+        "<alloc::alloc::Global as ",
+        "std::alloc::",
+        "<std::alloc::System as ",
+        "std::sys::alloc::",
+        "std::sys::pal::unix::alloc::",
+        "rprof_harness::",
+        "<rprof_harness::",
+        "malloc",
+        "calloc",
+        "realloc",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Functions of the synchronization machinery and the standard library around it (std's
+/// futex, parking and channel code, libc's pthread calls), left off the leaf end of block and
+/// mutex stacks so that `top` shows the code that waits and the code that makes others wait.
+pub fn is_sync_frame(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "std::",
+        "<std::",
+        "core::",
+        "<core::",
+        "alloc::",
+        "<alloc::",
+        "syscall",
+        "pthread_",
+        "__pthread_",
+        "sem_wait",
+        "rprof_harness::",
+        "<rprof_harness::",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// `after - before`: what happened between two snapshots of one cumulative profile (e.g. the
+/// allocations during one benchmark). Samples are matched by stack and labels; samples whose
+/// values all cancel are dropped.
+pub fn subtract(after: &Profile, before: &Profile) -> crate::Result<Profile> {
+    let mut negated = before.clone();
+    for s in &mut negated.sample {
+        for v in &mut s.value {
+            *v = -*v;
+        }
+    }
+    let mut merged = crate::merge::merge(&[after.clone(), negated])?;
+    // A sample's identity: its stack and its labels (key, string, number).
+    type SampleKey = (Vec<u64>, Vec<(i64, i64, i64)>);
+    let mut index: std::collections::HashMap<SampleKey, usize> = std::collections::HashMap::new();
+    let mut folded: Vec<crate::proto::Sample> = Vec::new();
+    for s in merged.sample.drain(..) {
+        let key = (
+            s.location_id.clone(),
+            s.label.iter().map(|l| (l.key, l.str, l.num)).collect(),
+        );
+        match index.get(&key) {
+            Some(&i) => {
+                for (acc, v) in folded[i].value.iter_mut().zip(&s.value) {
+                    *acc += v;
+                }
+            }
+            None => {
+                index.insert(key, folded.len());
+                folded.push(s);
+            }
+        }
+    }
+    folded.retain(|s| s.value.iter().any(|&v| v != 0));
+    merged.sample = folded;
+    Ok(merged)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subtract_cancels_what_did_not_change() {
+        let build = |extra: i64| {
+            let mut b = ProfileBuilder::new(&[("alloc_space", "bytes")], ("space", "bytes"), 1);
+            let f = b.function("f", "f", "", 0);
+            let g = b.function("g", "g", "", 0);
+            let lf = b.location(0, 0x10, &[(f, 0)]);
+            let lg = b.location(0, 0x20, &[(g, 0)]);
+            b.add_sample(&[lf], &[100]);
+            b.add_sample(&[lg], &[7 + extra]);
+            b.build()
+        };
+        let d = subtract(&build(5), &build(0)).unwrap();
+        assert_eq!(d.sample.len(), 1);
+        assert_eq!(d.total(0), 5);
+    }
 
     #[test]
     fn drops_leading_plumbing_only() {

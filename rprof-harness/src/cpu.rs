@@ -13,7 +13,7 @@
 //! threads inside harness code; a full queue counts lost samples instead of waiting.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -77,6 +77,10 @@ static LOST: AtomicU64 = AtomicU64::new(0);
 static UNPROFILED: AtomicU64 = AtomicU64::new(0);
 /// Live timers (timer id + 1; 0 = free slot), so `stop` can delete every thread's timer.
 static TIMERS: [AtomicUsize; MAX_TIMERS] = [const { AtomicUsize::new(0) }; MAX_TIMERS];
+/// The thread each live timer samples (parallel to `TIMERS`).
+static TIMER_TIDS: [AtomicI32; MAX_TIMERS] = [const { AtomicI32::new(0) }; MAX_TIMERS];
+/// In-process mode: no `pthread_create` wrapper, so the drain thread finds new threads itself.
+static SCAN_THREADS: AtomicBool = AtomicBool::new(false);
 
 struct Session {
     start: SystemTime,
@@ -97,6 +101,16 @@ pub fn is_running() -> bool {
 /// Other threads must call [`thread_started_slot`] as they start (the preload does this by wrapping
 /// `pthread_create`), or be armed with [`arm_thread`].
 pub fn start(hz: u32) -> Result<(), CpuError> {
+    start_with(hz, false)
+}
+
+/// Start profiling without the preload: every thread that exists now gets a timer, and the
+/// drain thread gives one to threads created later (within its 10 ms period).
+pub fn start_in_process(hz: u32) -> Result<(), CpuError> {
+    start_with(hz, true)
+}
+
+fn start_with(hz: u32, scan: bool) -> Result<(), CpuError> {
     if hz == 0 || hz > 1_000_000 {
         return Err(CpuError::BadRate(hz));
     }
@@ -106,6 +120,7 @@ pub fn start(hz: u32) -> Result<(), CpuError> {
     {
         return Err(CpuError::AlreadyRunning);
     }
+    SCAN_THREADS.store(scan, Ordering::Release);
     let result = thread::with_harness_guard(|| start_session(hz));
     if result.is_err() {
         RUNNING.store(false, Ordering::Release);
@@ -137,6 +152,9 @@ fn start_session(hz: u32) -> Result<(), CpuError> {
     ENABLED.store(true, Ordering::Release);
     thread::record_stack_bounds_if_unknown();
     arm_thread(thread::gettid());
+    if SCAN_THREADS.load(Ordering::Acquire) {
+        arm_all_threads();
+    }
     Ok(())
 }
 
@@ -146,7 +164,8 @@ pub fn stop() -> Result<CpuData, CpuError> {
         return Err(CpuError::NotRunning);
     };
     ENABLED.store(false, Ordering::Release);
-    for slot in &TIMERS {
+    for (slot, tid) in TIMERS.iter().zip(&TIMER_TIDS) {
+        tid.store(0, Ordering::Relaxed);
         let t = slot.swap(0, Ordering::AcqRel);
         if t != 0 {
             // SAFETY: `t - 1` is a timer id created by timer_create and not yet deleted: the
@@ -182,6 +201,7 @@ pub fn thread_started_slot() -> Option<usize> {
 /// Called when a thread exits: delete its timer if it has one.
 pub fn thread_exiting(slot: usize) {
     if let Some(s) = TIMERS.get(slot) {
+        TIMER_TIDS[slot].store(0, Ordering::Relaxed);
         let t = s.swap(0, Ordering::AcqRel);
         if t != 0 {
             // SAFETY: as in `stop`: the swap made us the only owner of this live timer.
@@ -193,6 +213,15 @@ pub fn thread_exiting(slot: usize) {
 /// Arm a CPU-clock timer for thread `tid` of this process. Returns the timer's slot, to pass to
 /// [`thread_exiting`], or `None` when no timer could be made.
 pub fn arm_thread(tid: libc::pid_t) -> Option<usize> {
+    if thread::is_harness_tid(tid) {
+        return None;
+    }
+    if let Some(armed) = TIMER_TIDS
+        .iter()
+        .position(|t| t.load(Ordering::Acquire) == tid)
+    {
+        return Some(armed);
+    }
     let clock = if tid == thread::gettid() {
         libc::CLOCK_THREAD_CPUTIME_ID
     } else {
@@ -219,6 +248,7 @@ pub fn arm_thread(tid: libc::pid_t) -> Option<usize> {
         UNPROFILED.fetch_add(1, Ordering::Relaxed);
         return None;
     };
+    TIMER_TIDS[slot].store(tid, Ordering::Release);
     let period = PERIOD_NS.load(Ordering::Relaxed).max(1);
     let first = 1 + (crate::rng::next_u64() % period);
     let ts = |ns: u64| libc::timespec {
@@ -232,6 +262,26 @@ pub fn arm_thread(tid: libc::pid_t) -> Option<usize> {
     // SAFETY: `timer` is a live timer id; `spec` is valid.
     unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) };
     Some(slot)
+}
+
+/// Give every thread of the process a timer (in-process mode), and delete the timers of threads
+/// that have exited.
+fn arm_all_threads() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    let live: Vec<libc::pid_t> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for &tid in &live {
+        arm_thread(tid);
+    }
+    for (slot, tid) in TIMER_TIDS.iter().enumerate() {
+        let t = tid.load(Ordering::Acquire);
+        if t != 0 && !live.contains(&t) {
+            thread_exiting(slot);
+        }
+    }
 }
 
 fn install_handler() -> Result<(), CpuError> {
@@ -323,6 +373,14 @@ impl Wake {
 }
 
 fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<Vec<u64>, u64>>) {
+    // A scan may have armed this thread before it was known as a harness thread.
+    let me = thread::gettid();
+    if let Some(slot) = TIMER_TIDS
+        .iter()
+        .position(|t| t.load(Ordering::Acquire) == me)
+    {
+        thread_exiting(slot);
+    }
     loop {
         let stopping = stop.is_set();
         {
@@ -339,6 +397,9 @@ fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<Vec<u64>,
         }
         if stopping {
             return;
+        }
+        if SCAN_THREADS.load(Ordering::Relaxed) && ENABLED.load(Ordering::Acquire) {
+            arm_all_threads();
         }
         stop.nap(Duration::from_millis(10));
     }

@@ -15,8 +15,12 @@
 
 pub mod alloc;
 pub mod cpu;
+#[cfg(feature = "criterion")]
+pub mod criterion;
 pub mod maps;
 pub mod mem;
+#[cfg(feature = "api")]
+pub mod pprof;
 pub mod queue;
 pub mod raw;
 mod rng;

@@ -177,6 +177,40 @@ pub fn event_profile(data: &EventData, objects: &[LoadedObject], what: &str) -> 
     b.build()
 }
 
+/// Kinds of raw profile the preload writes for the runtime API.
+pub(crate) const RAW_HEAP: std::ffi::c_int = 1;
+/// The block profile.
+pub(crate) const RAW_BLOCK: std::ffi::c_int = 2;
+/// The mutex profile.
+pub(crate) const RAW_MUTEX: std::ffi::c_int = 3;
+
+/// What the preload exports for `pprof::preload_raw`: write the raw profile of `kind` to `path`.
+/// Returns 0 on success, 1 when that profiler is off, 2 when the file could not be written.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))]
+pub(crate) fn write_raw_for_api(kind: std::ffi::c_int, path: &std::path::Path) -> std::ffi::c_int {
+    crate::thread::with_harness_guard(|| {
+        let objects = crate::maps::loaded_objects();
+        let profile = match kind {
+            RAW_HEAP if crate::mem::rate() != 0 => mem_profile(
+                &crate::mem::snapshot(),
+                &objects,
+                crate::alloc::wrapper_used(),
+            ),
+            RAW_BLOCK if crate::sync::block_rate() != 0 => {
+                event_profile(&crate::sync::snapshot_block(), &objects, "block")
+            }
+            RAW_MUTEX if crate::sync::mutex_fraction() != 0 => {
+                event_profile(&crate::sync::snapshot_mutex(), &objects, "mutex")
+            }
+            _ => return 1,
+        };
+        match rprof_core::codec::write_file(path, &profile) {
+            Ok(()) => 0,
+            Err(_) => 2,
+        }
+    })
+}
+
 /// The comment a heap profile carries when a `ProfiledAlloc` fed it.
 pub const WRAPPER_COMMENT: &str = "rprof: allocations reported by ProfiledAlloc";
 

@@ -6,6 +6,7 @@
 //! with `pthread_getattr_np` is not async-signal-safe, which is why the handler never does.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 thread_local! {
     static STACK: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
@@ -57,6 +58,29 @@ pub fn in_harness() -> bool {
 /// Mark the calling thread as a harness thread for the rest of its life (drain, writer).
 pub fn mark_harness_thread() {
     IN_HARNESS.with(|g| g.set(true));
+    let tid = gettid();
+    let _registered = HARNESS_TIDS.iter().any(|t| {
+        t.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    });
+}
+
+/// Kernel ids of the harness's own threads, so that no profiler ever looks at them.
+static HARNESS_TIDS: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
+
+/// Whether `tid` is one of the harness's own threads.
+pub fn is_harness_tid(tid: libc::pid_t) -> bool {
+    HARNESS_TIDS
+        .iter()
+        .any(|t| t.load(Ordering::Acquire) == tid)
+}
+
+/// Forget the calling harness thread's id (when it ends).
+pub fn unmark_harness_thread() {
+    let tid = gettid();
+    for t in &HARNESS_TIDS {
+        let _ = t.compare_exchange(tid, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
 }
 
 /// Set whether the calling thread is inside harness code; returns the previous state.
@@ -88,6 +112,7 @@ pub fn spawn_harness_thread<F: FnOnce() + Send + 'static>(f: F) -> std::io::Resu
         // exactly once here.
         let f = unsafe { Box::from_raw(arg as *mut Box<dyn FnOnce() + Send>) };
         f();
+        unmark_harness_thread();
         std::ptr::null_mut()
     }
     let boxed: Box<Box<dyn FnOnce() + Send>> = Box::new(Box::new(f));

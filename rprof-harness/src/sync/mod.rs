@@ -169,6 +169,34 @@ pub fn stop_mutex() -> EventData {
     })
 }
 
+/// The block rate in force, or 0 when the block profiler is off.
+pub fn block_rate() -> u64 {
+    BLOCK_RATE.load(Ordering::Relaxed)
+}
+
+/// The mutex fraction in force, or 0 when the mutex profiler is off.
+pub fn mutex_fraction() -> u64 {
+    MUTEX_FRACTION.load(Ordering::Relaxed)
+}
+
+/// What the block profiler has recorded so far (it keeps running).
+pub fn snapshot_block() -> EventData {
+    thread::with_harness_guard(|| {
+        let mut data = BLOCK.get().map(EventTable::snapshot).unwrap_or_default();
+        data.rate = block_rate();
+        data
+    })
+}
+
+/// What the mutex profiler has recorded so far (it keeps running).
+pub fn snapshot_mutex() -> EventData {
+    thread::with_harness_guard(|| {
+        let mut data = MUTEX.get().map(EventTable::snapshot).unwrap_or_default();
+        data.rate = mutex_fraction();
+        data
+    })
+}
+
 /// Whether either profiler is on (the interposers' fast check).
 #[inline]
 pub fn is_active() -> bool {

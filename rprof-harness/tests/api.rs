@@ -1,0 +1,119 @@
+//! The runtime API in a plain test process (no preload): CPU profiles of threads that existed
+//! before profiling started and of threads created after, and clean errors on misuse.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rprof_core::report::function_rows;
+use rprof_harness::pprof::{self, ProfileError};
+
+/// Burn CPU until `stop` is set.
+#[inline(never)]
+fn hot_loop(stop: &AtomicBool) -> u64 {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+    }
+    x
+}
+
+#[inline(never)]
+fn started_before(stop: Arc<AtomicBool>) -> u64 {
+    std::hint::black_box(hot_loop(&stop))
+}
+
+#[inline(never)]
+fn started_after(stop: Arc<AtomicBool>) -> u64 {
+    std::hint::black_box(hot_loop(&stop))
+}
+
+fn cum(profile: &rprof_core::Profile, suffix: &str) -> i64 {
+    let index = profile.sample_index("cpu").unwrap();
+    function_rows(profile, index)
+        .into_iter()
+        .find(|r| r.name.ends_with(suffix))
+        .map_or(0, |r| r.cum)
+}
+
+// One test function: a process has one CPU profiler, and tests run in parallel threads.
+#[test]
+fn cpu_profile_of_threads_before_and_after_start_and_misuse() {
+    // Misuse first: stopping what never started.
+    assert!(matches!(
+        pprof::stop_cpu_profile(),
+        Err(ProfileError::CpuNotRunning)
+    ));
+    assert!(matches!(
+        pprof::start_cpu_profile(0),
+        Err(ProfileError::BadRate(0))
+    ));
+    // Without the preload and without ProfiledAlloc, there is no heap or block profile.
+    assert!(matches!(
+        pprof::heap_profile(),
+        Err(ProfileError::NotActive("memory"))
+    ));
+    assert!(matches!(
+        pprof::block_profile(),
+        Err(ProfileError::NotActive("block"))
+    ));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = {
+        let stop = stop.clone();
+        std::thread::spawn(move || started_before(stop))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let cpu = pprof::start_cpu_profile(1000).unwrap();
+    // A second concurrent profile is refused, as Go refuses it.
+    let second = pprof::start_cpu_profile(100).unwrap_err();
+    assert!(matches!(second, ProfileError::CpuInUse));
+    assert_eq!(second.to_string(), "cpu profiling already in use");
+    let after = {
+        let stop = stop.clone();
+        std::thread::spawn(move || started_after(stop))
+    };
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let profile = cpu.stop().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    before.join().unwrap();
+    after.join().unwrap();
+
+    rprof_core::codec::validate(&profile).unwrap();
+    let index = profile.sample_index("cpu").unwrap();
+    let rows = function_rows(&profile, index);
+    assert!(
+        rows[0].name.ends_with("hot_loop"),
+        "top function is {:?}",
+        rows.iter().take(5).collect::<Vec<_>>()
+    );
+    let total = profile.total(index) as f64;
+    let (b, a) = (
+        cum(&profile, "started_before") as f64,
+        cum(&profile, "started_after") as f64,
+    );
+    eprintln!("total {total}, thread started before {b}, after {a}");
+    assert!(
+        b > 0.2 * total,
+        "the thread started before profiling has {b} of {total}"
+    );
+    assert!(
+        a > 0.2 * total,
+        "the thread started after profiling has {a} of {total}"
+    );
+    // Symbolized in-process: the profile is self-contained.
+    assert!(profile.mapping.iter().any(|m| m.has_functions));
+    // Stopped: stopping again fails cleanly, and a new profile can start.
+    assert!(matches!(
+        pprof::stop_cpu_profile(),
+        Err(ProfileError::CpuNotRunning)
+    ));
+    pprof::start_cpu_profile(100).unwrap().stop().unwrap();
+}
