@@ -37,3 +37,8 @@ mod preload;
 mod sync_hooks;
 
 pub use alloc::ProfiledAlloc;
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
