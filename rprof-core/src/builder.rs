@@ -54,6 +54,34 @@ impl ProfileBuilder {
         b
     }
 
+    /// A builder carrying `profile`'s sample types, period, time, comments and default sample
+    /// type, and nothing else: for rebuilding a profile (symbolizing, merging, trimming).
+    pub fn like(profile: &Profile) -> ProfileBuilder {
+        let types: Vec<(String, String)> = profile
+            .sample_type
+            .iter()
+            .map(|vt| profile.value_type_name(vt))
+            .collect();
+        let type_refs: Vec<(&str, &str)> = types
+            .iter()
+            .map(|(t, u)| (t.as_str(), u.as_str()))
+            .collect();
+        let period_type = profile
+            .period_type
+            .map(|vt| profile.value_type_name(&vt))
+            .unwrap_or_default();
+        let mut b =
+            ProfileBuilder::new(&type_refs, (&period_type.0, &period_type.1), profile.period);
+        if profile.default_sample_type != 0 {
+            b.default_sample_type(profile.str(profile.default_sample_type));
+        }
+        b.time(profile.time_nanos, profile.duration_nanos);
+        for &c in &profile.comment {
+            b.comment(profile.str(c));
+        }
+        b
+    }
+
     fn value_type(&mut self, t: &str, u: &str) -> ValueType {
         ValueType {
             r#type: self.string(t),

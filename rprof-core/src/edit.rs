@@ -1,6 +1,6 @@
 //! Edits of whole profiles.
 
-use crate::builder::{MappingInfo, ProfileBuilder};
+use crate::builder::ProfileBuilder;
 use crate::proto::Profile;
 
 /// A copy of `profile` whose stacks no longer start with frames `plumbing` matches: leading
@@ -29,37 +29,7 @@ pub fn trim_leaf_frames(profile: &Profile, plumbing: impl Fn(&str) -> bool) -> P
         s.location_id.drain(..n);
     }
     // Re-intern, so locations no sample uses any more are gone and equal stacks are folded.
-    let types: Vec<(String, String)> = trimmed
-        .sample_type
-        .iter()
-        .map(|vt| trimmed.value_type_name(vt))
-        .collect();
-    let refs: Vec<(&str, &str)> = types
-        .iter()
-        .map(|(t, u)| (t.as_str(), u.as_str()))
-        .collect();
-    let period_type = trimmed
-        .period_type
-        .map(|vt| trimmed.value_type_name(&vt))
-        .unwrap_or_default();
-    let mut b = ProfileBuilder::new(&refs, (&period_type.0, &period_type.1), trimmed.period);
-    if trimmed.default_sample_type != 0 {
-        b.default_sample_type(trimmed.str(trimmed.default_sample_type));
-    }
-    for &c in &trimmed.comment {
-        b.comment(trimmed.str(c));
-    }
-    b.time(trimmed.time_nanos, trimmed.duration_nanos);
-    for m in &trimmed.mapping {
-        b.mapping(&MappingInfo {
-            memory_start: m.memory_start,
-            memory_limit: m.memory_limit,
-            file_offset: m.file_offset,
-            filename: trimmed.str(m.filename).to_owned(),
-            build_id: trimmed.str(m.build_id).to_owned(),
-            symbolized: m.has_functions,
-        });
-    }
+    let mut b = ProfileBuilder::like(&trimmed);
     crate::merge::add_profile(&mut b, &trimmed);
     b.build()
 }

@@ -16,18 +16,7 @@ pub fn merge(profiles: &[Profile]) -> Result<Profile> {
         .iter()
         .map(|vt| first.value_type_name(vt))
         .collect();
-    let period_type = first
-        .period_type
-        .map(|vt| first.value_type_name(&vt))
-        .unwrap_or_default();
-    let type_refs: Vec<(&str, &str)> = types
-        .iter()
-        .map(|(t, u)| (t.as_str(), u.as_str()))
-        .collect();
-    let mut b = ProfileBuilder::new(&type_refs, (&period_type.0, &period_type.1), first.period);
-    if first.default_sample_type != 0 {
-        b.default_sample_type(first.str(first.default_sample_type));
-    }
+    let mut b = ProfileBuilder::like(first);
     let mut period = 0;
     let mut start = i64::MAX;
     let mut end = i64::MIN;

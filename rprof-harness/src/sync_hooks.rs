@@ -141,24 +141,36 @@ macro_rules! real {
     }};
 }
 
+/// Acquire a lock that `try_lock` tries first: only a busy lock is timed, as a wait on `addr`.
+fn timed_if_busy(
+    addr: u64,
+    try_lock: impl FnOnce() -> c_int,
+    lock: impl FnOnce() -> c_int,
+) -> c_int {
+    if !sync::is_active() {
+        return lock();
+    }
+    let r = try_lock();
+    if r != libc::EBUSY {
+        return r;
+    }
+    let w = sync::wait_begin(addr);
+    let r = lock();
+    sync::wait_end(w);
+    r
+}
+
 /// # Safety
 /// As `pthread_mutex_lock`.
 #[no_mangle]
 pub unsafe extern "C" fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> c_int {
-    if sync::is_active() {
+    timed_if_busy(
+        m as u64,
         // SAFETY: the caller passes a valid mutex.
-        let r = unsafe { libc::pthread_mutex_trylock(m) };
-        if r != libc::EBUSY {
-            return r;
-        }
-        let w = sync::wait_begin(m as u64);
+        || unsafe { libc::pthread_mutex_trylock(m) },
         // SAFETY: as above.
-        let r = unsafe { __pthread_mutex_lock(m) };
-        sync::wait_end(w);
-        return r;
-    }
-    // SAFETY: as above.
-    unsafe { __pthread_mutex_lock(m) }
+        || unsafe { __pthread_mutex_lock(m) },
+    )
 }
 
 /// # Safety
@@ -179,40 +191,26 @@ pub unsafe extern "C" fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> 
 /// As `pthread_rwlock_rdlock`.
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_rdlock(l: *mut libc::pthread_rwlock_t) -> c_int {
-    if sync::is_active() {
+    timed_if_busy(
+        l as u64,
         // SAFETY: the caller passes a valid rwlock.
-        let r = unsafe { libc::pthread_rwlock_tryrdlock(l) };
-        if r != libc::EBUSY {
-            return r;
-        }
-        let w = sync::wait_begin(l as u64);
+        || unsafe { libc::pthread_rwlock_tryrdlock(l) },
         // SAFETY: as above.
-        let r = unsafe { __pthread_rwlock_rdlock(l) };
-        sync::wait_end(w);
-        return r;
-    }
-    // SAFETY: as above.
-    unsafe { __pthread_rwlock_rdlock(l) }
+        || unsafe { __pthread_rwlock_rdlock(l) },
+    )
 }
 
 /// # Safety
 /// As `pthread_rwlock_wrlock`.
 #[no_mangle]
 pub unsafe extern "C" fn pthread_rwlock_wrlock(l: *mut libc::pthread_rwlock_t) -> c_int {
-    if sync::is_active() {
+    timed_if_busy(
+        l as u64,
         // SAFETY: the caller passes a valid rwlock.
-        let r = unsafe { libc::pthread_rwlock_trywrlock(l) };
-        if r != libc::EBUSY {
-            return r;
-        }
-        let w = sync::wait_begin(l as u64);
+        || unsafe { libc::pthread_rwlock_trywrlock(l) },
         // SAFETY: as above.
-        let r = unsafe { __pthread_rwlock_wrlock(l) };
-        sync::wait_end(w);
-        return r;
-    }
-    // SAFETY: as above.
-    unsafe { __pthread_rwlock_wrlock(l) }
+        || unsafe { __pthread_rwlock_wrlock(l) },
+    )
 }
 
 type CondWait =

@@ -113,7 +113,7 @@ impl Symbolizer {
         resolve: &dyn Fn(&str, &str) -> Option<PathBuf>,
     ) -> Symbolized {
         let mut warnings = Vec::new();
-        let mut b = new_builder(profile);
+        let mut b = ProfileBuilder::like(profile);
 
         // Mappings: each keeps its place, file and build id; only those with locations that
         // need symbols are looked at.
@@ -376,32 +376,6 @@ fn copy_samples(b: &mut ProfileBuilder, profile: &Profile, locations: &HashMap<u
             .collect();
         b.add_labeled_sample(&stack, &s.value, labels);
     }
-}
-
-/// A builder carrying `profile`'s sample types, period, time, comments and default type.
-fn new_builder(profile: &Profile) -> ProfileBuilder {
-    let types: Vec<(String, String)> = profile
-        .sample_type
-        .iter()
-        .map(|vt| profile.value_type_name(vt))
-        .collect();
-    let type_refs: Vec<(&str, &str)> = types
-        .iter()
-        .map(|(t, u)| (t.as_str(), u.as_str()))
-        .collect();
-    let period_type = profile
-        .period_type
-        .map(|vt| profile.value_type_name(&vt))
-        .unwrap_or_default();
-    let mut b = ProfileBuilder::new(&type_refs, (&period_type.0, &period_type.1), profile.period);
-    if profile.default_sample_type != 0 {
-        b.default_sample_type(profile.str(profile.default_sample_type));
-    }
-    b.time(profile.time_nanos, profile.duration_nanos);
-    for &c in &profile.comment {
-        b.comment(profile.str(c));
-    }
-    b
 }
 
 /// Ids of the mappings not yet symbolized that have locations without lines.
