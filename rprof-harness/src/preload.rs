@@ -127,7 +127,17 @@ extern "C" fn at_exit() {
     if PID.load(Ordering::Relaxed) != unsafe { libc::getpid() } {
         return;
     }
-    let _ = std::panic::catch_unwind(|| thread::with_harness_guard(write_profiles));
+    // Write from a thread of our own: glibc gives it a fresh malloc arena, so building the
+    // files does not make glibc consolidate the program's millions of freed small blocks in the
+    // main arena first (measured: ~290 ms at exit after freeing a 1M-entry map).
+    let _ = std::panic::catch_unwind(|| {
+        match thread::spawn_harness_thread(|| {
+            let _ = std::panic::catch_unwind(write_profiles);
+        }) {
+            Ok(writer) => writer.join(),
+            Err(_) => thread::with_harness_guard(write_profiles),
+        }
+    });
 }
 
 fn write_profiles() {
