@@ -12,12 +12,17 @@
 //! allocation and removal before the real free, so an address is never reused while recorded.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use crate::sys;
 
 const SHARDS: usize = 256;
-const FILTER_SLOTS: usize = 1 << 20;
+/// Filter slots when most allocations are sampled (rate 1): few collisions among millions of
+/// live blocks.
+pub(crate) const FILTER_SLOTS_DENSE: usize = 1 << 20;
+/// Filter slots when few are (the default rate): 64 KiB, small enough to stay in cache, since
+/// every `free` reads it.
+pub(crate) const FILTER_SLOTS_SPARSE: usize = 1 << 14;
 const FIRST_CAPACITY: usize = 1 << 10;
 
 #[derive(Clone, Copy)]
@@ -53,27 +58,31 @@ static SHARD_TABLES: [Shard; SHARDS] = [const {
 }; SHARDS];
 
 static FILTER: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
+/// Slot count of the filter minus one (set before `FILTER` is published).
+static FILTER_MASK: AtomicUsize = AtomicUsize::new(0);
 
 fn hash(addr: u64) -> u64 {
     let h = (addr >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^ (h >> 32)
 }
 
-/// Map the filter. Call once before the first insert; false when the kernel refuses memory.
-pub(crate) fn init() -> bool {
+/// Map the filter with `slots` (a power of two) counters. Call once before the first insert;
+/// the first call decides the size. False when the kernel refuses memory.
+pub(crate) fn init(slots: usize) -> bool {
     if !FILTER.load(Ordering::Acquire).is_null() {
         return true;
     }
-    let p = sys::map_zeroed(FILTER_SLOTS * 4) as *mut AtomicU32;
+    let p = sys::map_zeroed(slots * 4) as *mut AtomicU32;
     if p.is_null() {
         return false;
     }
+    FILTER_MASK.store(slots - 1, Ordering::Release);
     if FILTER
         .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
         // SAFETY: we just mapped it and lost the race; nobody else saw it.
-        unsafe { sys::unmap(p as *mut u8, FILTER_SLOTS * 4) };
+        unsafe { sys::unmap(p as *mut u8, slots * 4) };
     }
     true
 }
@@ -83,8 +92,10 @@ fn filter_slot(h: u64) -> Option<&'static AtomicU32> {
     if f.is_null() {
         return None;
     }
-    // SAFETY: the filter is mapped for FILTER_SLOTS entries and never unmapped.
-    Some(unsafe { &*f.add((h >> 20) as usize & (FILTER_SLOTS - 1)) })
+    let mask = FILTER_MASK.load(Ordering::Relaxed);
+    // SAFETY: the filter is mapped for mask + 1 entries (stored before it was published) and
+    // never unmapped.
+    Some(unsafe { &*f.add((h >> 20) as usize & mask) })
 }
 
 struct Guard(&'static Shard);
@@ -274,7 +285,7 @@ mod tests {
 
     #[test]
     fn insert_remove_many_with_collisions() {
-        assert!(init());
+        assert!(init(FILTER_SLOTS_SPARSE));
         // Addresses chosen to share shards and clusters.
         let addrs: Vec<u64> = (1..20_000u64).map(|i| 0x7f00_0000_0000 + i * 16).collect();
         for (n, &a) in addrs.iter().enumerate() {

@@ -71,7 +71,12 @@ pub fn start(rate: u64) -> Result<(), MemError> {
             let buckets = Table::new(BUCKETS).ok_or(MemError::NoMemory)?;
             let _ = TABLES.set(Tables { stacks, buckets });
         }
-        if !live::init() {
+        let slots = if rate == 1 {
+            live::FILTER_SLOTS_DENSE
+        } else {
+            live::FILTER_SLOTS_SPARSE
+        };
+        if !live::init(slots) {
             return Err(MemError::NoMemory);
         }
         LAST_RATE.store(rate, Ordering::Relaxed);
