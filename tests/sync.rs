@@ -195,3 +195,17 @@ fn pthread_mutex_directly() {
         "mutex",
     );
 }
+
+/// A consumer loop waiting on a Condvar from one stack every few hundred microseconds: each
+/// wait is its own contention (only a lock's re-waits are merged).
+#[test]
+fn condvar_wait_loop_counts_every_wait() {
+    let fixture = Fixture::copy("sync_waits");
+    let r = sync_run(&fixture, &[], "condvar_handoffs");
+    within(
+        contentions(&r.block, "sync_waits::wait_for_handoff"),
+        r.truth["handoff_waits"] as f64,
+        0.10,
+        "condvar waits",
+    );
+}

@@ -86,7 +86,7 @@ pub unsafe extern "C" fn syscall(
     if n == libc::SYS_futex && sync::is_active() {
         match a2 & FUTEX_CMD_MASK {
             FUTEX_WAIT | FUTEX_WAIT_BITSET => {
-                let w = sync::wait_begin(a1 as u64);
+                let w = sync::wait_begin(a1 as u64, a3 as u32 == sync::LOCK_CONTENDED);
                 // SAFETY: forwarding the caller's arguments.
                 let r = unsafe { raw_syscall(n, a1, a2, a3, a4, a5, a6) };
                 // SAFETY: this thread's errno slot.
@@ -154,7 +154,7 @@ fn timed_if_busy(
     if r != libc::EBUSY {
         return r;
     }
-    let w = sync::wait_begin(addr);
+    let w = sync::wait_begin(addr, false);
     let r = lock();
     sync::wait_end(w);
     r
@@ -232,7 +232,7 @@ pub unsafe extern "C" fn pthread_cond_wait(
     m: *mut libc::pthread_mutex_t,
 ) -> c_int {
     let real = real!(c"pthread_cond_wait", CondWait);
-    let w = sync::wait_begin(c as u64);
+    let w = sync::wait_begin(c as u64, false);
     // SAFETY: forwarding the caller's arguments.
     let r = unsafe { real(c, m) };
     sync::wait_end(w);
@@ -248,7 +248,7 @@ pub unsafe extern "C" fn pthread_cond_timedwait(
     t: *const libc::timespec,
 ) -> c_int {
     let real = real!(c"pthread_cond_timedwait", CondTimedWait);
-    let w = sync::wait_begin(c as u64);
+    let w = sync::wait_begin(c as u64, false);
     // SAFETY: forwarding the caller's arguments.
     let r = unsafe { real(c, m, t) };
     sync::wait_end(w);
@@ -285,7 +285,7 @@ pub unsafe extern "C" fn sem_wait(s: *mut libc::sem_t) -> c_int {
         if unsafe { libc::sem_trywait(s) } == 0 {
             return 0;
         }
-        let w = sync::wait_begin(s as u64);
+        let w = sync::wait_begin(s as u64, false);
         // SAFETY: as above.
         let r = unsafe { real(s) };
         sync::wait_end(w);
@@ -300,7 +300,7 @@ pub unsafe extern "C" fn sem_wait(s: *mut libc::sem_t) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn pthread_join(t: libc::pthread_t, out: *mut *mut c_void) -> c_int {
     let real = real!(c"pthread_join", Join);
-    let w = sync::wait_begin(t);
+    let w = sync::wait_begin(t, false);
     // SAFETY: forwarding the caller's arguments.
     let r = unsafe { real(t, out) };
     sync::wait_end(w);

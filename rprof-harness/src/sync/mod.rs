@@ -7,9 +7,11 @@
 //!
 //! **Block**: each wait of `d` ns is an event, sampled as Go does: kept if `d >= rate`, else with
 //! probability `d / rate`, then counting `rate / d` contentions and `rate` ns. Consecutive
-//! waits of one thread on one address from one stack less than [`REWAIT_NS`] apart are one
-//! event (a lock that was lost to another thread right after a wake-up is waited for again; to
-//! the program that is one contended `lock()`): they add delay, not contentions.
+//! lock-protocol waits (futex value [`LOCK_CONTENDED`]) of one thread on one address from one
+//! stack less than [`REWAIT_NS`] apart are one event (a lock that was lost to another thread
+//! right after a wake-up is waited for again; to the program that is one contended `lock()`):
+//! they add delay, not contentions. Condition variable and park waits are never merged: a
+//! consumer loop waits again from the same stack within microseconds, and each is an event.
 //!
 //! **Mutex**: a thread that wakes waiters is charged with the delay they incurred since they
 //! began waiting (or were last charged), see [`waiters`]; about 1 in `fraction` such events is
@@ -30,8 +32,13 @@ use crate::mem::tables::{hash_stack, Bucket, StackEntry, Table};
 use crate::thread;
 use crate::unwind::{self, MAX_DEPTH};
 
-/// Waits closer together than this (same thread, address and stack) are one blocking event.
+/// Lock-protocol waits closer together than this (same thread, address and stack) are one
+/// blocking event.
 pub const REWAIT_NS: u64 = 50_000;
+
+/// The futex value a waiter of a 0/1/2 lock (std's `Mutex`, glibc's low-level lock) waits
+/// for: "locked, with waiters". Condition variables and parkers wait for other values.
+pub const LOCK_CONTENDED: u32 = 2;
 
 static BLOCK_RATE: AtomicU64 = AtomicU64::new(0);
 static MUTEX_FRACTION: AtomicU64 = AtomicU64::new(0);
@@ -220,6 +227,8 @@ pub fn now_ns() -> u64 {
 pub struct Wait {
     addr: u64,
     start: u64,
+    /// A lock-protocol wait, which may continue the thread's previous one.
+    lock_protocol: bool,
 }
 
 thread_local! {
@@ -227,9 +236,10 @@ thread_local! {
     static LAST_WAIT: Cell<(u64, u64, u64)> = const { Cell::new((0, 0, 0)) };
 }
 
-/// The calling thread is about to wait on `addr`. `None` when no profiler wants it.
+/// The calling thread is about to wait on `addr`; `lock_protocol` when it is a futex wait for
+/// [`LOCK_CONTENDED`]. `None` when no profiler wants it.
 #[inline]
-pub fn wait_begin(addr: u64) -> Option<Wait> {
+pub fn wait_begin(addr: u64, lock_protocol: bool) -> Option<Wait> {
     if !is_active() || thread::in_harness() {
         return None;
     }
@@ -237,7 +247,11 @@ pub fn wait_begin(addr: u64) -> Option<Wait> {
     if MUTEX_FRACTION.load(Ordering::Relaxed) != 0 {
         waiters::begin(addr, start);
     }
-    Some(Wait { addr, start })
+    Some(Wait {
+        addr,
+        start,
+        lock_protocol,
+    })
 }
 
 /// The wait `w` ended without blocking (e.g. a futex whose value had already changed): it is
@@ -271,8 +285,10 @@ fn record_block(w: Wait, end: u64, rate: u64) {
     let stack = own_stack(&mut frames);
     let hash = hash_stack(stack);
     let (last_addr, last_end, last_hash) = LAST_WAIT.try_with(Cell::get).unwrap_or_default();
-    let rewait =
-        last_addr == w.addr && last_hash == hash && w.start.saturating_sub(last_end) < REWAIT_NS;
+    let rewait = w.lock_protocol
+        && last_addr == w.addr
+        && last_hash == hash
+        && w.start.saturating_sub(last_end) < REWAIT_NS;
     let _ = LAST_WAIT.try_with(|l| l.set((w.addr, end, hash)));
     let (contentions_milli, delay) = if d >= rate {
         (1000, d)
