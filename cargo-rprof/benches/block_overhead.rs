@@ -54,6 +54,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{build_workload, env_or, median, min, timeval, wait4};
+
 const PRELOAD_SO: &str = env!("RPROF_PRELOAD_SO");
 
 /// The workload's phases, in the order it runs and reports them.
@@ -384,16 +387,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> Result<T, String> {
-    match std::env::var(key) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{key}={v}: not a valid value")),
-        _ => Ok(default),
-    }
-}
-
 fn run() -> Result<(), String> {
     // `cargo bench` passes `--bench`; without it (`cargo test --benches`, or run by hand) this
     // is a smoke run, as with criterion. Other arguments are ignored.
@@ -416,7 +409,7 @@ fn run() -> Result<(), String> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("rprof-block-overhead-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let result = build_workload(&dir).and_then(|exe| {
+    let result = build_workload(&dir, WORKLOAD).and_then(|exe| {
         let setup = Setup {
             exe,
             so: so.to_owned(),
@@ -485,27 +478,6 @@ fn bench(dir: &Path, setup: &Setup, rounds: usize, seconds: f64) -> Result<(), S
 
     report(&results, setup.rate);
     Ok(())
-}
-
-fn build_workload(dir: &Path) -> Result<PathBuf, String> {
-    let src = dir.join("workload.rs");
-    let exe = dir.join("workload");
-    std::fs::write(&src, WORKLOAD).map_err(|e| format!("{}: {e}", src.display()))?;
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let out = Command::new(&rustc)
-        .args(["--edition", "2021", "-O", "-C", "force-frame-pointers=yes"])
-        .args(["-C", "debuginfo=line-tables-only", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", rustc.to_string_lossy()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "compiling the workload failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(exe)
 }
 
 /// Operation counts of each phase that take about a third of `seconds` each, unprofiled.
@@ -637,23 +609,6 @@ fn parse_output(stdout: &str, counts: [u64; 3]) -> Result<Run, String> {
     }
 }
 
-fn wait4(pid: libc::pid_t) -> Result<(libc::c_int, libc::rusage), String> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data; zeroed is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `status` and `usage` are valid for writes; `pid` is our unreaped child.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if rc == pid {
-            return Ok((status, usage));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4: {err}"));
-        }
-    }
-}
-
 /// CPU time all cores have spent busy since boot (`/proc/stat`; clock-tick resolution).
 fn machine_busy() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -673,10 +628,6 @@ fn machine_busy() -> Option<Duration> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as u64 } else { 100 };
     Some(Duration::from_nanos(busy * 1_000_000_000 / hz))
-}
-
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
 
 /// Decode a block or mutex profile: Go's sample types, and (if `need_events`) some contentions.
@@ -723,20 +674,6 @@ fn check_profile(path: &Path, what: &str, need_events: bool) -> Result<Totals, S
         ));
     }
     Ok(totals)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn min(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// A measurement of a run, by name.

@@ -43,6 +43,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{build_workload, env_or, median, min, timeval, wait4};
+
 const PRELOAD_SO: &str = env!("RPROF_PRELOAD_SO");
 
 /// `RPROF_MEMPROFILERATE=0` means this (mirrors `rprof_harness::mem::DEFAULT_RATE`).
@@ -210,16 +213,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> Result<T, String> {
-    match std::env::var(key) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{key}={v}: not a valid value")),
-        _ => Ok(default),
-    }
-}
-
 /// An executable named `name` on `PATH`.
 fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
@@ -311,7 +304,7 @@ fn bench(
     entries: u32,
     seconds: f64,
 ) -> Result<(), String> {
-    let exe = build_workload(dir)?;
+    let exe = build_workload(dir, WORKLOAD)?;
     let (reps, estimate) = calibrate(&exe, tools, entries, seconds)?;
     println!(
         "workload: {entries} entries, built and dropped {reps} times per run (~{estimate:.2} s \
@@ -368,27 +361,6 @@ fn bench(
 
     report(configs, &results);
     Ok(())
-}
-
-fn build_workload(dir: &Path) -> Result<PathBuf, String> {
-    let src = dir.join("workload.rs");
-    let exe = dir.join("workload");
-    std::fs::write(&src, WORKLOAD).map_err(|e| format!("{}: {e}", src.display()))?;
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let out = Command::new(&rustc)
-        .args(["--edition", "2021", "-O", "-C", "force-frame-pointers=yes"])
-        .args(["-C", "debuginfo=line-tables-only", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", rustc.to_string_lossy()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "compiling the workload failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(exe)
 }
 
 /// How many times to build and drop the map for about `seconds` of unprofiled work (at least
@@ -511,27 +483,6 @@ fn run_once(
     Ok(run)
 }
 
-fn wait4(pid: libc::pid_t) -> Result<(libc::c_int, libc::rusage), String> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data; zeroed is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `status` and `usage` are valid for writes; `pid` is our unreaped child.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if rc == pid {
-            return Ok((status, usage));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4: {err}"));
-        }
-    }
-}
-
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-}
-
 const SAMPLE_TYPES: [&str; 4] = [
     "alloc_objects",
     "alloc_space",
@@ -605,20 +556,6 @@ fn check_heaptrack(out: &Path) -> Result<u64, String> {
         return Err(format!("heaptrack wrote an empty {}", file.display()));
     }
     Ok(len)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn min(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// A measurement of a run, by name.

@@ -26,6 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{build_workload, env_or, median, min, timeval, wait4};
+
 const PRELOAD_SO: &str = env!("RPROF_PRELOAD_SO");
 
 /// The workload: deterministic hashing under a ~20-deep stack of non-inlined calls.
@@ -147,16 +150,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> Result<T, String> {
-    match std::env::var(key) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{key}={v}: not a valid value")),
-        _ => Ok(default),
-    }
-}
-
 fn run() -> Result<(), String> {
     // `cargo bench` passes `--bench`; without it (`cargo test --benches`, or run by hand) this
     // is a smoke run, as with criterion. Other arguments are ignored.
@@ -194,7 +187,7 @@ fn bench(
     seconds: f64,
     variants: &[u32],
 ) -> Result<(), String> {
-    let exe = build_workload(dir)?;
+    let exe = build_workload(dir, WORKLOAD)?;
     let units = calibrate(&exe, seconds)?;
     println!(
         "workload: {units} units per thread (~{seconds} s per thread), {rounds} rounds, \
@@ -230,27 +223,6 @@ fn bench(
         report(threads, &results[vi]);
     }
     Ok(())
-}
-
-fn build_workload(dir: &Path) -> Result<PathBuf, String> {
-    let src = dir.join("workload.rs");
-    let exe = dir.join("workload");
-    std::fs::write(&src, WORKLOAD).map_err(|e| format!("{}: {e}", src.display()))?;
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let out = Command::new(&rustc)
-        .args(["--edition", "2021", "-O", "-C", "force-frame-pointers=yes"])
-        .args(["-C", "debuginfo=line-tables-only", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", rustc.to_string_lossy()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "compiling the workload failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(exe)
 }
 
 /// Units of work per thread that take about `seconds` of CPU on one thread.
@@ -332,27 +304,6 @@ fn run_once(
     Ok(run)
 }
 
-fn wait4(pid: libc::pid_t) -> Result<(libc::c_int, libc::rusage), String> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data; zeroed is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `status` and `usage` are valid for writes; `pid` is our unreaped child.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if rc == pid {
-            return Ok((status, usage));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4: {err}"));
-        }
-    }
-}
-
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-}
-
 /// Decode a profiled run's file: (sample count, CPU nanoseconds). Fails if the profiler was off.
 fn check_profile(path: &Path, hz: u32) -> Result<(i64, i64), String> {
     let meta = std::fs::metadata(path)
@@ -371,20 +322,6 @@ fn check_profile(path: &Path, hz: u32) -> Result<(i64, i64), String> {
         return Err(format!("{hz} Hz profile {} has no samples", path.display()));
     }
     Ok((samples, cpu))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn min(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// A measurement of a run, by name.

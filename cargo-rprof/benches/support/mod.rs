@@ -1,0 +1,80 @@
+//! What the overhead benchmarks share: building the workload, reaping it with its resource
+//! usage, reading settings from the environment, and simple statistics.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The value of the environment variable `key`, parsed, or `default` when unset or empty.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> Result<T, String> {
+    match std::env::var(key) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{key}={v}: not a valid value")),
+        _ => Ok(default),
+    }
+}
+
+/// Reap the child `pid`, returning its wait status and resource usage.
+pub fn wait4(pid: libc::pid_t) -> Result<(libc::c_int, libc::rusage), String> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data; zeroed is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `status` and `usage` are valid for writes; `pid` is our unreaped child.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == pid {
+            return Ok((status, usage));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("wait4: {err}"));
+        }
+    }
+}
+
+/// A `timeval` as a `Duration`.
+pub fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+/// The median of `v`.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The smallest value of `v`.
+pub fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// Compile `source` (one Rust file) optimised, with frame pointers and line tables, in `dir`.
+pub fn build_workload(dir: &Path, source: &str) -> Result<PathBuf, String> {
+    let src = dir.join("workload.rs");
+    let exe = dir.join("workload");
+    std::fs::write(&src, source).map_err(|e| format!("{}: {e}", src.display()))?;
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(&rustc)
+        .args(["--edition", "2021", "-O", "-C", "force-frame-pointers=yes"])
+        .args(["-C", "debuginfo=line-tables-only", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", rustc.to_string_lossy()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "compiling the workload failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(exe)
+}
