@@ -55,7 +55,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{build_workload, env_or, median, min, timeval, wait4};
+use support::{build_workload, env_or, median, min, ratio_line, timeval, wait4};
 
 const PRELOAD_SO: &str = env!("RPROF_PRELOAD_SO");
 
@@ -799,23 +799,11 @@ fn report(runs: &[Vec<Run>], rate: u64) {
          start-up + exit"
     );
     for (ci, config) in CONFIGS.iter().enumerate().skip(1) {
-        let mut line = format!("  ratio {:<12}", config.label());
-        for (name, f) in METRICS {
-            let (p, q) = (secs(&runs[ci], f), secs(&runs[0], f));
-            if name == "outside" {
-                let extra = median(p.iter().zip(&q).map(|(a, b)| a - b).collect());
-                line += &format!("  {name}: {:+.1} ms", extra * 1e3);
-                continue;
-            }
-            let paired = median(p.iter().zip(&q).map(|(a, b)| a / b).collect());
-            line += &format!(
-                "  {name}: med {:.3} min {:.3} paired {:.3}",
-                median(p.clone()) / median(q.clone()),
-                min(&p) / min(&q),
-                paired
-            );
-        }
-        println!("{line}");
+        let metrics: Vec<_> = METRICS
+            .iter()
+            .map(|&(name, f)| (name, secs(&runs[ci], f), secs(&runs[0], f)))
+            .collect();
+        println!("{}", ratio_line(config.label(), 12, &metrics));
         let mut line = format!("  {:<18}", "");
         for (i, phase) in PHASES.iter().enumerate() {
             let per_sec = |ci: usize| -> Vec<f64> {

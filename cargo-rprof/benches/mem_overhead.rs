@@ -44,7 +44,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{build_workload, env_or, median, min, timeval, wait4};
+use support::{build_workload, env_or, median, min, ratio_line, timeval, wait4};
 
 const PRELOAD_SO: &str = env!("RPROF_PRELOAD_SO");
 
@@ -633,23 +633,11 @@ fn report(configs: &[Config], runs: &[Vec<Run>]) {
          per-round ratios; outside = extra ms of start-up + exit"
     );
     for (ci, config) in configs.iter().enumerate().skip(1) {
-        let mut line = format!("  ratio {:<w$}", config.label());
-        for (name, f) in METRICS {
-            let (p, q) = (secs(&runs[ci], f), secs(&runs[0], f));
-            if name == "outside" {
-                let extra = median(p.iter().zip(&q).map(|(a, b)| a - b).collect());
-                line += &format!("  {name}: {:+.1} ms", extra * 1e3);
-                continue;
-            }
-            let paired = median(p.iter().zip(&q).map(|(a, b)| a / b).collect());
-            line += &format!(
-                "  {name}: med {:.3} min {:.3} paired {:.3}",
-                median(p.clone()) / median(q.clone()),
-                min(&p) / min(&q),
-                paired
-            );
-        }
-        println!("{line}");
+        let metrics: Vec<_> = METRICS
+            .iter()
+            .map(|&(name, f)| (name, secs(&runs[ci], f), secs(&runs[0], f)))
+            .collect();
+        println!("{}", ratio_line(&config.label(), w, &metrics));
     }
     let wall = |ci: usize| median(secs(&runs[ci], |r| r.wall));
     let ratio = |ci: usize| wall(ci) / wall(0);

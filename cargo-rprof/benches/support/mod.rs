@@ -78,3 +78,25 @@ pub fn build_workload(dir: &Path, source: &str) -> Result<PathBuf, String> {
     }
     Ok(exe)
 }
+
+/// One `ratio LABEL  wall: med .. min .. paired ..  cpu: ..  outside: +x ms` line. `metrics`
+/// holds, per metric, the profiled and the plain runs' seconds, round by round; the metric
+/// named `outside` is shown as the median extra milliseconds instead of a ratio.
+pub fn ratio_line(label: &str, width: usize, metrics: &[(&str, Vec<f64>, Vec<f64>)]) -> String {
+    let mut line = format!("  ratio {label:<width$}");
+    for (name, p, q) in metrics {
+        if *name == "outside" {
+            let extra = median(p.iter().zip(q).map(|(a, b)| a - b).collect());
+            line += &format!("  {name}: {:+.1} ms", extra * 1e3);
+            continue;
+        }
+        let paired = median(p.iter().zip(q).map(|(a, b)| a / b).collect());
+        line += &format!(
+            "  {name}: med {:.3} min {:.3} paired {:.3}",
+            median(p.clone()) / median(q.clone()),
+            min(p) / min(q),
+            paired
+        );
+    }
+    line
+}
