@@ -1,7 +1,7 @@
 //! Which live allocations were sampled: address → bucket.
 //!
-//! `free` must answer "was this pointer sampled?" for every pointer, so the common answer (no)
-//! comes from a lock-free counting filter: one counter per hash slot, raised on insert and
+//! `free` must answer "was this pointer sampled?" for every pointer, so at sampling rates the
+//! common answer (no) comes from a lock-free counting filter: one counter per hash slot, raised on insert and
 //! lowered on removal. Only a pointer whose slot counter is non-zero takes a shard's lock (256
 //! shards by address hash, each an open-addressing table with backward-shift deletion, in mapped
 //! memory that grows by remapping).
@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering}
 use crate::sys;
 
 const SHARDS: usize = 256;
-/// Filter slots when most allocations are sampled (rate 1): few collisions among millions of
-/// live blocks.
-pub(crate) const FILTER_SLOTS_DENSE: usize = 1 << 20;
+/// No filter: when every allocation is sampled (rate 1) nearly every free finds its block in
+/// the table, and the filter would only add a cache miss to each operation.
+pub(crate) const NO_FILTER: usize = 0;
 /// Filter slots when few are (the default rate): 64 KiB, small enough to stay in cache, since
 /// every `free` reads it.
 pub(crate) const FILTER_SLOTS_SPARSE: usize = 1 << 14;
@@ -60,30 +60,35 @@ static SHARD_TABLES: [Shard; SHARDS] = [const {
 static FILTER: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
 /// Slot count of the filter minus one (set before `FILTER` is published).
 static FILTER_MASK: AtomicUsize = AtomicUsize::new(0);
+/// Whether [`init`] ran (with or without a filter).
+static READY: AtomicBool = AtomicBool::new(false);
 
 fn hash(addr: u64) -> u64 {
     let h = (addr >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^ (h >> 32)
 }
 
-/// Map the filter with `slots` (a power of two) counters. Call once before the first insert;
-/// the first call decides the size. False when the kernel refuses memory.
+/// Map the filter with `slots` (a power of two) counters, or none for [`NO_FILTER`]. Call once
+/// before the first insert; the first call decides. False when the kernel refuses memory.
 pub(crate) fn init(slots: usize) -> bool {
-    if !FILTER.load(Ordering::Acquire).is_null() {
+    if READY.load(Ordering::Acquire) {
         return true;
     }
-    let p = sys::map_zeroed(slots * 4) as *mut AtomicU32;
-    if p.is_null() {
-        return false;
+    if slots != NO_FILTER {
+        let p = sys::map_zeroed(slots * 4) as *mut AtomicU32;
+        if p.is_null() {
+            return false;
+        }
+        FILTER_MASK.store(slots - 1, Ordering::Release);
+        if FILTER
+            .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // SAFETY: we just mapped it and lost the race; nobody else saw it.
+            unsafe { sys::unmap(p as *mut u8, slots * 4) };
+        }
     }
-    FILTER_MASK.store(slots - 1, Ordering::Release);
-    if FILTER
-        .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        // SAFETY: we just mapped it and lost the race; nobody else saw it.
-        unsafe { sys::unmap(p as *mut u8, slots * 4) };
-    }
+    READY.store(true, Ordering::Release);
     true
 }
 
@@ -238,10 +243,10 @@ impl ShardTable {
 /// Remember that `addr` (a live sampled allocation) belongs to `bucket`. False when no memory
 /// could be had for the table (the sample is then not remembered).
 pub(crate) fn insert(addr: u64, bucket: u32) -> bool {
-    let h = hash(addr);
-    let Some(counter) = filter_slot(h) else {
+    if !READY.load(Ordering::Acquire) {
         return false;
-    };
+    }
+    let h = hash(addr);
     let mut g = Guard::lock(shard_of(h));
     let t = g.table();
     if !t.reserve() {
@@ -249,19 +254,27 @@ pub(crate) fn insert(addr: u64, bucket: u32) -> bool {
     }
     t.insert_unchecked(h, addr, bucket);
     t.len += 1;
-    counter.fetch_add(1, Ordering::Release);
+    if let Some(counter) = filter_slot(h) {
+        counter.fetch_add(1, Ordering::Release);
+    }
     true
 }
 
-/// Forget `addr` if it was sampled, returning its bucket. Lock-free when it was not.
+/// Forget `addr` if it was sampled, returning its bucket. Lock-free when the filter says it was
+/// not.
 pub(crate) fn remove(addr: u64) -> Option<u32> {
+    if !READY.load(Ordering::Acquire) {
+        return None;
+    }
     let h = hash(addr);
-    let counter = filter_slot(h)?;
-    if counter.load(Ordering::Acquire) == 0 {
+    let counter = filter_slot(h);
+    if counter.is_some_and(|c| c.load(Ordering::Acquire) == 0) {
         return None;
     }
     let bucket = Guard::lock(shard_of(h)).table().remove(h, addr)?;
-    counter.fetch_sub(1, Ordering::Release);
+    if let Some(c) = counter {
+        c.fetch_sub(1, Ordering::Release);
+    }
     Some(bucket)
 }
 

@@ -72,7 +72,7 @@ pub fn start(rate: u64) -> Result<(), MemError> {
             let _ = TABLES.set(Tables { stacks, buckets });
         }
         let slots = if rate == 1 {
-            live::FILTER_SLOTS_DENSE
+            live::NO_FILTER
         } else {
             live::FILTER_SLOTS_SPARSE
         };
