@@ -98,7 +98,7 @@ fn check_allocator(run: &RunRecord, profile: &Profile) {
     let wrapped = profile
         .comment
         .iter()
-        .any(|&c| profile.str(c) == WRAPPER_COMMENT);
+        .any(|&c| profile.str(c) == rprof_core::PROFILED_ALLOC_COMMENT);
     if wrapped {
         return;
     }
@@ -122,9 +122,6 @@ fn uses_default_allocator(binary: &Path) -> std::io::Result<bool> {
         .any(|s| s.name().is_ok_and(|n| n.contains("__rdl_alloc")));
     Ok(found)
 }
-
-/// Must match `rprof_harness::raw::WRAPPER_COMMENT`.
-const WRAPPER_COMMENT: &str = "rprof: allocations reported by ProfiledAlloc";
 
 fn display_name(binary: &Path) -> String {
     binary.file_name().map_or_else(

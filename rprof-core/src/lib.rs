@@ -25,5 +25,9 @@ pub use builder::ProfileBuilder;
 pub use error::Error;
 pub use proto::Profile;
 
+/// The comment a heap profile carries when allocations reached it through
+/// `rprof_harness::ProfiledAlloc` (written by the harness, read by `cargo rprof`).
+pub const PROFILED_ALLOC_COMMENT: &str = "rprof: allocations reported by ProfiledAlloc";
+
 /// Result with rprof-core's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

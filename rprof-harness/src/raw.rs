@@ -144,7 +144,7 @@ pub fn mem_profile(data: &MemData, objects: &[LoadedObject], wrapper_used: bool)
         ));
     }
     if wrapper_used {
-        b.comment(WRAPPER_COMMENT);
+        b.comment(rprof_core::PROFILED_ALLOC_COMMENT);
     }
     b.build()
 }
@@ -210,9 +210,6 @@ pub(crate) fn write_raw_for_api(kind: std::ffi::c_int, path: &std::path::Path) -
         }
     })
 }
-
-/// The comment a heap profile carries when a `ProfiledAlloc` fed it.
-pub const WRAPPER_COMMENT: &str = "rprof: allocations reported by ProfiledAlloc";
 
 #[cfg(test)]
 mod tests {
