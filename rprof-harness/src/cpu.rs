@@ -236,7 +236,10 @@ pub fn arm_thread(tid: libc::pid_t) -> Option<usize> {
     let mut timer: libc::timer_t = std::ptr::null_mut();
     // SAFETY: `sev` and `timer` are valid for the call.
     if unsafe { libc::timer_create(clock, &mut sev, &mut timer) } != 0 {
-        UNPROFILED.fetch_add(1, Ordering::Relaxed);
+        // Another thread may have exited since it was listed: that is no loss.
+        if clock == libc::CLOCK_THREAD_CPUTIME_ID {
+            UNPROFILED.fetch_add(1, Ordering::Relaxed);
+        }
         return None;
     }
     let Some(slot) = TIMERS.iter().position(|s| {
