@@ -55,7 +55,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{build_workload, env_or, median, min, ratio_line, timeval, wait4};
+use support::{build_workload, env_or, median, min, ratio_line, spawn_and_reap, timeval, Reaped};
 
 const PRELOAD_SO: &str = env!("RPROF_PRELOAD_SO");
 
@@ -543,18 +543,13 @@ fn run_once(setup: &Setup, counts: [u64; 3], config: Config, files: &Files) -> R
             .env("RPROF_MUTEXPROFILEFRACTION", "1");
     }
     let busy = machine_busy();
-    let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", setup.exe.display()))?;
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().expect("piped"), &mut stdout)
-        .map_err(|e| format!("reading the workload's output: {e}"))?;
-    let (status, usage) = wait4(child.id() as libc::pid_t)?;
-    let wall = start.elapsed();
+    let Reaped {
+        stdout,
+        status,
+        usage,
+        wall,
+    } = spawn_and_reap(&mut cmd, &setup.exe.display().to_string())?;
     let busy = machine_busy().zip(busy).map(|(b, a)| b.saturating_sub(a));
-    // The child is reaped; `child` must not be waited on again (dropping it does not wait).
-    drop(child);
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         return Err(format!(
             "workload ({}) failed: wait status {status:#x}",

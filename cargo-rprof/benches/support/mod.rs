@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The value of the environment variable `key`, parsed, or `default` when unset or empty.
 pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> Result<T, String> {
@@ -99,4 +99,39 @@ pub fn ratio_line(label: &str, width: usize, metrics: &[(&str, Vec<f64>, Vec<f64
         );
     }
     line
+}
+
+/// What a finished child left behind.
+pub struct Reaped {
+    /// Its standard output.
+    pub stdout: String,
+    /// Its wait status.
+    pub status: libc::c_int,
+    /// Its resource usage (CPU time).
+    pub usage: libc::rusage,
+    /// Wall time from start to reaping.
+    pub wall: Duration,
+}
+
+/// Start `cmd` (`what` names it in errors), read its standard output to the end and reap it
+/// with `wait4`, so its resource usage is its own.
+pub fn spawn_and_reap(cmd: &mut Command, what: &str) -> Result<Reaped, String> {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().expect("piped"), &mut stdout)
+        .map_err(|e| format!("reading the workload's output: {e}"))?;
+    let (status, usage) = wait4(child.id() as libc::pid_t)?;
+    let wall = start.elapsed();
+    // The child is reaped; `child` must not be waited on again (dropping it does not wait).
+    drop(child);
+    Ok(Reaped {
+        stdout,
+        status,
+        usage,
+        wall,
+    })
 }
