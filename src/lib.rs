@@ -211,3 +211,91 @@ pub fn go_tool() -> Option<PathBuf> {
     }
     found
 }
+
+/// Functions a thread's stack starts in: the main thread's `_start` and glibc's
+/// `__libc_start_main` family, other threads' `clone`/`clone3` and `start_thread`. A stack whose
+/// outermost frame is one of these was unwound completely.
+pub const THREAD_ENTRIES: &[&str] = &[
+    "_start",
+    "__libc_start_main",
+    "__libc_start_main_impl",
+    "__libc_start_call_main",
+    "start_thread",
+    "clone",
+    "clone3",
+    "__clone",
+    "__clone3",
+    "__GI___clone3",
+];
+
+/// Names of the functions of one location, innermost inlined function first; an unsymbolized
+/// location is one name, `<unsymbolized in FILE>` (FILE = its mapping's base name, or `?`).
+pub fn location_functions(p: &Profile, location_id: u64) -> Vec<String> {
+    let Some(location) = p.location_by_id(location_id) else {
+        return vec![format!("<no location {location_id}>")];
+    };
+    let names: Vec<String> = location
+        .line
+        .iter()
+        .filter_map(|line| p.function_by_id(line.function_id))
+        .map(|f| p.str(f.name).to_owned())
+        .collect();
+    if !names.is_empty() {
+        return names;
+    }
+    let file = p
+        .mapping
+        .iter()
+        .find(|m| m.id == location.mapping_id)
+        .map(|m| p.str(m.filename))
+        .and_then(|f| f.rsplit('/').next())
+        .filter(|f| !f.is_empty())
+        .unwrap_or("?");
+    vec![format!("<unsymbolized in {file}>")]
+}
+
+/// Every function on a sample's stack, leaf first (inlined functions included, innermost first
+/// within a location).
+pub fn stack_functions(p: &Profile, sample: &rprof_core::proto::Sample) -> Vec<String> {
+    sample
+        .location_id
+        .iter()
+        .flat_map(|&id| location_functions(p, id))
+        .collect()
+}
+
+/// The outermost function of a sample's stack: the last location's last line (its outermost
+/// inlined function).
+pub fn root_function(p: &Profile, sample: &rprof_core::proto::Sample) -> String {
+    sample
+        .location_id
+        .last()
+        .and_then(|&id| location_functions(p, id).pop())
+        .unwrap_or_else(|| "<empty stack>".to_owned())
+}
+
+/// The share of `sample_type`'s total whose stacks end in a [`THREAD_ENTRIES`] function, and
+/// the other roots with their values, largest first.
+pub fn root_fraction(p: &Profile, sample_type: &str) -> (f64, Vec<(String, i64)>) {
+    let index = p.sample_index(sample_type).unwrap();
+    let (mut complete, mut total) = (0i64, 0i64);
+    let mut orphans: HashMap<String, i64> = HashMap::new();
+    for s in &p.sample {
+        let v = s.value[index];
+        total += v;
+        let root = root_function(p, s);
+        if THREAD_ENTRIES.contains(&root.as_str()) {
+            complete += v;
+        } else {
+            *orphans.entry(root).or_default() += v;
+        }
+    }
+    let mut orphans: Vec<(String, i64)> = orphans.into_iter().collect();
+    orphans.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let fraction = if total == 0 {
+        0.0
+    } else {
+        complete as f64 / total as f64
+    };
+    (fraction, orphans)
+}

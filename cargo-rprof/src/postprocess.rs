@@ -48,7 +48,12 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
             source,
         })?;
         let original = run.original.to_string_lossy().into_owned();
-        let resolve = |filename: &str, _build_id: &str| -> Option<PathBuf> {
+        let raw_dir = raw.parent().unwrap_or(session);
+        let resolve = |filename: &str, build_id: &str| -> Option<PathBuf> {
+            if filename == rprof_core::VDSO_MAPPING {
+                // The preload kept the vDSO's image beside the raw profile.
+                return Some(raw_dir.join(rprof_core::kept_vdso_name(build_id)));
+            }
             (filename == original).then(|| run.kept.clone())
         };
         let symbolized = symbolizer.symbolize(&profile, &resolve);
@@ -71,8 +76,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
             display_name(&run.original)
         ));
     }
-    // The vdso is never a file on disk; its few samples staying unsymbolized is expected.
-    for w in warnings.iter().filter(|w| !w.contains("[vdso]")) {
+    for w in &warnings {
         term::warning(w);
     }
     if profiles.is_empty() {

@@ -29,5 +29,14 @@ pub use proto::Profile;
 /// `rprof_harness::ProfiledAlloc` (written by the harness, read by `cargo rprof`).
 pub const PROFILED_ALLOC_COMMENT: &str = "rprof: allocations reported by ProfiledAlloc";
 
+/// The mapping file name of the vDSO, the kernel's code mapped into every process.
+pub const VDSO_MAPPING: &str = "[vdso]";
+
+/// The file name under which a copy of the vDSO image with GNU build id `build_id` is kept next
+/// to raw profiles, so that `[vdso]` frames can be symbolized (the vDSO is never a file on disk).
+pub fn kept_vdso_name(build_id: &str) -> String {
+    format!("vdso-{build_id}.so")
+}
+
 /// Result with rprof-core's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

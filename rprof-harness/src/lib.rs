@@ -9,7 +9,8 @@
 //! - the library itself, for code that links it.
 //!
 //! The unsafe code sits in small modules with one job each, hazards written at their top:
-//! [`unwind`] (frame-pointer walking with stack-bound checks), [`queue`] (the lock-free sample
+//! [`unwind`] (CFI and frame-pointer walking with stack-bound checks), `modules` (the table of
+//! loaded objects' call-frame information the unwinder reads lock-free), [`queue`] (the lock-free sample
 //! buffer a signal handler writes into), `cpu` (the per-thread CPU timers and the `SIGPROF`
 //! handler), [`thread`] (per-thread state: stack bounds, timers), `maps` (the loaded binaries).
 
@@ -19,6 +20,7 @@ pub mod cpu;
 pub mod criterion;
 pub mod maps;
 pub mod mem;
+pub mod modules;
 #[cfg(feature = "api")]
 pub mod pprof;
 pub mod queue;

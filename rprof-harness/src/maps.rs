@@ -1,12 +1,13 @@
 //! The binaries loaded into this process: the mappings of a raw profile, and the code ranges the
 //! unwinder consults from a signal handler.
 //!
-//! [`loaded_objects`] walks `dl_iterate_phdr` (not async-signal-safe: called at start and when a
-//! profile is written). [`refresh_code_ranges`] copies the executable ranges into a fixed static
-//! table that [`is_code`] and [`is_framed_code`] read lock-free from handlers.
+//! [`loaded_objects`] walks `dl_iterate_phdr` (not async-signal-safe: called at start, by the
+//! module watcher and when a profile is written) and finds each object's code segments, build id
+//! and call-frame sections; [`crate::modules`] turns them into the unwinder's table.
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use rprof_core::builder::MappingInfo;
 
@@ -32,6 +33,19 @@ pub struct LoadedObject {
     pub segments: Vec<CodeSegment>,
     /// Whether this is the main executable.
     pub is_main: bool,
+    /// Load bias: the object's stated addresses plus `base` are where it is in memory.
+    pub base: u64,
+    /// Its DWARF call-frame information, when it has an `.eh_frame_hdr` index.
+    pub cfi: Option<CfiSections>,
+}
+
+/// Where an object's `.eh_frame_hdr` and `.eh_frame` sections are mapped (absolute addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CfiSections {
+    /// `.eh_frame_hdr`: start and length.
+    pub eh_frame_hdr: (u64, u64),
+    /// `.eh_frame`: start and length (up to and including its zero terminator).
+    pub eh_frame: (u64, u64),
 }
 
 /// Every loaded object with its executable segments.
@@ -60,7 +74,7 @@ pub fn loaded_objects() -> Vec<LoadedObject> {
         } else if name.is_empty() {
             return 0;
         } else if name.starts_with("linux-vdso") || name.starts_with("linux-gate") {
-            "[vdso]".to_owned()
+            rprof_core::VDSO_MAPPING.to_owned()
         } else {
             name
         };
@@ -72,8 +86,14 @@ pub fn loaded_objects() -> Vec<LoadedObject> {
             build_id: String::new(),
             segments: Vec::new(),
             is_main,
+            base,
+            cfi: None,
         };
+        let mut eh_frame_hdr = None;
         for ph in phdrs {
+            if ph.p_type == libc::PT_GNU_EH_FRAME {
+                eh_frame_hdr = Some((base + ph.p_vaddr, ph.p_memsz));
+            }
             if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
                 obj.segments.push(CodeSegment {
                     start: base + ph.p_vaddr,
@@ -91,6 +111,14 @@ pub fn loaded_objects() -> Vec<LoadedObject> {
                 obj.build_id = gnu_build_id(notes).unwrap_or_default();
             }
         }
+        if let Some(hdr) = eh_frame_hdr {
+            let loads: Vec<(u64, u64)> = phdrs
+                .iter()
+                .filter(|ph| ph.p_type == libc::PT_LOAD)
+                .map(|ph| (base + ph.p_vaddr, base + ph.p_vaddr + ph.p_memsz))
+                .collect();
+            obj.cfi = cfi_sections(hdr, &loads);
+        }
         if !obj.segments.is_empty() {
             out.push(obj);
         }
@@ -100,6 +128,60 @@ pub fn loaded_objects() -> Vec<LoadedObject> {
     // SAFETY: `each` only touches `out` through `data` for the duration of the call.
     unsafe { libc::dl_iterate_phdr(Some(each), &mut out as *mut _ as *mut libc::c_void) };
     out
+}
+
+/// Find `.eh_frame` from `.eh_frame_hdr` (its first field points at it) and measure it by walking
+/// its records to the zero terminator, never past the end of the loaded segment holding it.
+fn cfi_sections(hdr: (u64, u64), loads: &[(u64, u64)]) -> Option<CfiSections> {
+    let within = |addr: u64, len: u64| {
+        loads
+            .iter()
+            .find(|&&(start, end)| addr >= start && addr < end)
+            .filter(|&&(_, end)| addr.checked_add(len).is_some_and(|e| e <= end))
+            .map(|&(_, end)| end)
+    };
+    within(hdr.0, hdr.1.max(8))?;
+    // SAFETY: the header lies inside a loaded segment of this object (checked above).
+    let head = unsafe { std::slice::from_raw_parts(hdr.0 as *const u8, 8) };
+    let (version, encoding) = (head[0], head[1]);
+    if version != 1 {
+        return None;
+    }
+    let word = i32::from_ne_bytes(head[4..8].try_into().ok()?);
+    // DW_EH_PE_* encodings seen in practice for eh_frame_ptr.
+    let eh_frame = match encoding {
+        0x1b => (hdr.0 + 4).checked_add_signed(word as i64)?, // pcrel | sdata4
+        0x3b => hdr.0.checked_add_signed(word as i64)?,       // datarel | sdata4
+        _ => return None,
+    };
+    let end = within(eh_frame, 4)?;
+    let mut at = eh_frame;
+    while at + 4 <= end {
+        // SAFETY: `at .. at + 4` lies inside the loaded segment that holds `.eh_frame`.
+        let len = unsafe { (at as *const u32).read_unaligned() };
+        if len == 0 {
+            at += 4;
+            break;
+        }
+        let next = if len == u32::MAX {
+            if at + 12 > end {
+                break;
+            }
+            // SAFETY: as above, 8 more bytes checked against the segment's end.
+            let len64 = unsafe { ((at + 4) as *const u64).read_unaligned() };
+            (at + 12).checked_add(len64)
+        } else {
+            Some(at + 4 + len as u64)
+        };
+        match next {
+            Some(next) if next <= end => at = next,
+            _ => break,
+        }
+    }
+    Some(CfiSections {
+        eh_frame_hdr: hdr,
+        eh_frame: (eh_frame, at - eh_frame),
+    })
 }
 
 /// The GNU build id in a block of ELF notes, as lowercase hex.
@@ -140,53 +222,95 @@ pub fn mapping_infos(objects: &[LoadedObject]) -> Vec<MappingInfo> {
         .collect()
 }
 
-const MAX_RANGES: usize = 256;
-static RANGES: [[AtomicUsize; 2]; MAX_RANGES] =
-    [const { [AtomicUsize::new(0), AtomicUsize::new(0)] }; MAX_RANGES];
-static RANGE_COUNT: AtomicUsize = AtomicUsize::new(0);
-static MAIN_RANGE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 static HARNESS_RANGE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+/// Every object seen loaded since start, so that a profile written after a `dlclose` still maps
+/// the addresses sampled in the unloaded library.
+static SEEN: Mutex<Vec<LoadedObject>> = Mutex::new(Vec::new());
 
-/// Copy the executable ranges of `objects` into the table the handlers read.
-pub fn refresh_code_ranges(objects: &[LoadedObject]) {
-    let mut n = 0;
-    for o in objects {
-        for s in &o.segments {
-            if n == MAX_RANGES {
-                break;
-            }
-            if o.is_main {
-                MAIN_RANGE[0].store(s.start as usize, Ordering::Relaxed);
-                MAIN_RANGE[1].store(s.limit as usize, Ordering::Relaxed);
-            }
-            // The harness's own code, when it is a library of its own (the preload).
-            let here = is_harness_code as *const () as u64;
-            if !o.is_main && (s.start..s.limit).contains(&here) {
-                HARNESS_RANGE[0].store(s.start as usize, Ordering::Relaxed);
-                HARNESS_RANGE[1].store(s.limit as usize, Ordering::Relaxed);
-            }
-            RANGES[n][0].store(s.start as usize, Ordering::Relaxed);
-            RANGES[n][1].store(s.limit as usize, Ordering::Relaxed);
-            n += 1;
+/// Note `objects` (loaded now): remember them for [`profile_objects`] and find the harness's own
+/// code range. Not for handlers.
+pub fn remember(objects: &[LoadedObject]) {
+    let here = is_harness_code as *const () as u64;
+    for o in objects.iter().filter(|o| !o.is_main) {
+        for s in o
+            .segments
+            .iter()
+            .filter(|s| (s.start..s.limit).contains(&here))
+        {
+            HARNESS_RANGE[0].store(s.start as usize, Ordering::Relaxed);
+            HARNESS_RANGE[1].store(s.limit as usize, Ordering::Relaxed);
         }
     }
-    RANGE_COUNT.store(n, Ordering::Release);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    for o in objects {
+        if !seen.contains(o) {
+            seen.push(o.clone());
+        }
+    }
 }
 
-/// Whether `addr` falls into a known executable segment. Async-signal-safe.
-pub fn is_code(addr: u64) -> bool {
-    let n = RANGE_COUNT.load(Ordering::Acquire);
-    let addr = addr as usize;
-    RANGES[..n]
-        .iter()
-        .any(|r| (r[0].load(Ordering::Relaxed)..r[1].load(Ordering::Relaxed)).contains(&addr))
+/// The objects a profile written now should map: those loaded now, then those seen loaded
+/// earlier and since unloaded. Not for handlers.
+pub fn profile_objects() -> Vec<LoadedObject> {
+    let mut objects = loaded_objects();
+    remember(&objects);
+    let seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    for o in seen.iter() {
+        if !objects.contains(o) {
+            objects.push(o.clone());
+        }
+    }
+    objects
 }
 
-/// Whether `addr` is in the main executable's code, which rprof builds with frame pointers.
-/// Async-signal-safe.
-pub fn is_framed_code(addr: u64) -> bool {
-    let addr = addr as usize;
-    (MAIN_RANGE[0].load(Ordering::Relaxed)..MAIN_RANGE[1].load(Ordering::Relaxed)).contains(&addr)
+/// The vDSO's ELF image as the kernel maps it (it carries its own symbol table), or `None` when
+/// the process has no vDSO.
+pub fn vdso_image() -> Option<&'static [u8]> {
+    // SAFETY: getauxval has no preconditions.
+    let base = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } as usize;
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: the kernel maps the whole vDSO image at AT_SYSINFO_EHDR, starting with its ELF
+    // header (64 bytes on a 64-bit kernel).
+    let header = unsafe { std::slice::from_raw_parts(base as *const u8, 64) };
+    if &header[..4] != b"\x7fELF" || header[4] != 2 {
+        return None;
+    }
+    let half = |at: usize| u16::from_ne_bytes([header[at], header[at + 1]]) as usize;
+    let shoff = u64::from_ne_bytes(header[40..48].try_into().ok()?) as usize;
+    // The section headers come last in the image; the mapping is at least that large.
+    let size = shoff.checked_add(half(60).checked_mul(half(58))?)?;
+    if !(64..=(1 << 20)).contains(&size) {
+        return None;
+    }
+    // SAFETY: the image spans `size` bytes from its header (its section headers end there),
+    // all mapped for the life of the process.
+    Some(unsafe { std::slice::from_raw_parts(base as *const u8, size) })
+}
+
+/// Write a copy of the vDSO image into `dir` as [`rprof_core::kept_vdso_name`] (unless one with
+/// that build id is there already), so that its frames can be symbolized after the process is
+/// gone. Returns the file's path. Not for handlers.
+pub fn keep_vdso(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let image = vdso_image().ok_or_else(|| std::io::Error::other("no vdso"))?;
+    let build_id = loaded_objects()
+        .into_iter()
+        .find(|o| o.path == rprof_core::VDSO_MAPPING)
+        .map(|o| o.build_id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| std::io::Error::other("the vdso has no build id"))?;
+    let path = dir.join(rprof_core::kept_vdso_name(&build_id));
+    if !path.exists() {
+        let tmp = dir.join(format!(
+            ".{}.{}",
+            rprof_core::kept_vdso_name(&build_id),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, image)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
 }
 
 /// Whether `addr` is in the preload library's code (never true when the harness is linked
@@ -217,8 +341,15 @@ mod tests {
             .any(|s| (s.start..s.limit).contains(&here)));
         let libc = objects.iter().find(|o| o.path.contains("libc.so")).unwrap();
         assert_eq!(libc.build_id.len(), 40, "{libc:?}");
-        refresh_code_ranges(&objects);
-        assert!(is_code(here) && is_framed_code(here));
-        assert!(!is_code(0x10));
+        assert!(main.cfi.is_some_and(|c| c.eh_frame.1 > 0));
+        let vdso = objects.iter().find(|o| o.path == "[vdso]").unwrap();
+        assert!(vdso.cfi.is_some_and(|c| c.eh_frame.1 > 0), "{vdso:?}");
+        let dir = std::env::temp_dir().join(format!("rprof-vdso-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kept = keep_vdso(&dir).unwrap();
+        let image = std::fs::read(&kept).unwrap();
+        assert_eq!(&image[..4], b"\x7fELF");
+        assert!(image.windows(20).any(|w| w == b"__vdso_clock_gettime"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

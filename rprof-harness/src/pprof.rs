@@ -98,7 +98,7 @@ pub fn start_cpu_profile(hz: u32) -> Result<CpuProfile, ProfileError> {
     if preload_cpu_busy() {
         return Err(ProfileError::CpuInUse);
     }
-    thread::with_harness_guard(|| maps::refresh_code_ranges(&maps::loaded_objects()));
+    crate::modules::start();
     cpu::start_in_process(hz)?;
     Ok(CpuProfile { _private: () })
 }
@@ -120,7 +120,7 @@ impl CpuProfile {
 /// [`ProfileError::CpuNotRunning`] when none is running.
 pub fn stop_cpu_profile() -> Result<Profile, ProfileError> {
     let data = cpu::stop()?;
-    let raw = thread::with_harness_guard(|| raw::cpu_profile(&data, &maps::loaded_objects()));
+    let raw = thread::with_harness_guard(|| raw::cpu_profile(&data, &maps::profile_objects()));
     Ok(symbolize(&raw, None))
 }
 
@@ -135,7 +135,7 @@ pub fn heap_profile() -> Result<Profile, ProfileError> {
     let raw = thread::with_harness_guard(|| {
         raw::mem_profile(
             &mem::snapshot(),
-            &maps::loaded_objects(),
+            &maps::profile_objects(),
             crate::alloc::wrapper_used(),
         )
     });
@@ -146,6 +146,7 @@ pub fn heap_profile() -> Result<Profile, ProfileError> {
 /// allocation, 0 = 512 KiB). Only allocations through [`crate::ProfiledAlloc`] reach it
 /// without `cargo rprof`.
 pub fn start_heap_profile(rate: u64) -> Result<(), ProfileError> {
+    crate::modules::start();
     mem::start(rate).map_err(|e| ProfileError::Os(e.to_string()))
 }
 
@@ -184,7 +185,14 @@ pub fn write_mutex_profile(path: &Path) -> Result<(), ProfileError> {
 /// matches.
 fn symbolize(raw: &Profile, trim: Option<fn(&str) -> bool>) -> Profile {
     thread::with_harness_guard(|| {
-        let symbolized = Symbolizer::new().symbolize(raw, &|_, _| None).profile;
+        // The vDSO is no file: symbolize it from a copy of its image.
+        let vdso = maps::keep_vdso(&std::env::temp_dir()).ok();
+        let resolve = |filename: &str, _: &str| {
+            (filename == rprof_core::VDSO_MAPPING)
+                .then(|| vdso.clone())
+                .flatten()
+        };
+        let symbolized = Symbolizer::new().symbolize(raw, &resolve).profile;
         match trim {
             Some(trim) => edit::trim_leaf_frames(&symbolized, trim),
             None => symbolized,

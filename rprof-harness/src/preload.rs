@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
-use crate::{cpu, maps, mem, raw, sync, thread};
+use crate::{cpu, maps, mem, modules, raw, sync, thread};
 
 /// Settings read from the environment by the constructor.
 struct Settings {
@@ -72,7 +72,7 @@ fn start() {
     // SAFETY: getpid has no preconditions.
     PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     thread::record_stack_bounds();
-    maps::refresh_code_ranges(&maps::loaded_objects());
+    modules::start();
     if settings.cpu_profile.is_some() {
         if let Err(e) = cpu::start(settings.cpu_rate) {
             eprintln!("rprof: {e}");
@@ -151,10 +151,14 @@ fn write_profiles() {
     if settings.mem_profile.is_some() {
         mem::stop();
     }
-    let objects = maps::loaded_objects();
+    let objects = maps::profile_objects();
     let write = |path: &PathBuf, profile: rprof_core::Profile, what: &str| {
         if let Err(e) = rprof_core::codec::write_file(path, &profile) {
             eprintln!("rprof: cannot write the {what} profile: {e}");
+        }
+        // The vDSO is no file: keep its image beside the profile, for symbolization.
+        if let Some(dir) = path.parent() {
+            let _ = maps::keep_vdso(dir);
         }
     };
     match (&settings.cpu_profile, cpu) {

@@ -189,7 +189,7 @@ pub(crate) const RAW_MUTEX: std::ffi::c_int = 3;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))]
 pub(crate) fn write_raw_for_api(kind: std::ffi::c_int, path: &std::path::Path) -> std::ffi::c_int {
     crate::thread::with_harness_guard(|| {
-        let objects = crate::maps::loaded_objects();
+        let objects = crate::maps::profile_objects();
         let profile = match kind {
             RAW_HEAP if crate::mem::rate() != 0 => mem_profile(
                 &crate::mem::snapshot(),
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn addresses_land_in_their_mappings() {
-        let objects = crate::maps::loaded_objects();
+        let objects = crate::maps::profile_objects();
         let here = addresses_land_in_their_mappings as *const () as usize as u64;
         let mut data = CpuData {
             period_ns: 10_000_000,

@@ -1,14 +1,16 @@
-//! The frame-pointer unwinder: from a signal's interrupted context or from the current frame.
+//! The unwinder: from a signal's interrupted context or from the current frame, by DWARF CFI
+//! (framehop over the [`crate::modules`] table) with frame pointers as the fallback.
 //!
 //! Hazards, and how each is met:
-//! - a garbage frame pointer: every frame address must lie inside the thread's stack bounds
-//!   (recorded when the thread started, see [`crate::thread`]), be 8-byte aligned and grow
-//!   strictly, so a bad chain ends the walk instead of faulting;
-//! - unknown bounds (a thread the harness did not see start): frames are read through
+//! - a garbage frame pointer or a bad CFI row: every stack read must lie inside the thread's
+//!   stack bounds (recorded when the thread started, see [`crate::thread`]) and be 8-byte
+//!   aligned, and every step must move the stack pointer up, so a bad walk ends instead of
+//!   faulting or looping; CFI itself is read from bounds-checked slices of the table;
+//! - unknown bounds (a thread the harness did not see start): stack words are read through
 //!   `process_vm_readv`, which reports unmapped memory instead of faulting;
-//! - leaf functions without a frame (libc's): the return address at the stack pointer is
-//!   recorded when it points into code and differs from the frame's own return address;
-//! - depth is bounded by [`MAX_DEPTH`]; nothing allocates, nothing locks.
+//! - the table being replaced, or a library unloaded, mid-walk: see [`crate::modules`];
+//! - depth is bounded by [`MAX_DEPTH`]; nothing allocates (framehop runs with
+//!   `MustNotAllocateDuringUnwind` and a preallocated cache), nothing locks.
 //!
 //! Every address recorded is a *return address*: the interrupted PC is stored as `pc + 1`, so
 //! the symbolizer can look up `address - 1` for every frame uniformly.
@@ -59,39 +61,81 @@ pub unsafe fn regs_from_ucontext(ucontext: *const libc::c_void) -> Regs {
     }
 }
 
-/// Walk the frame chain starting at `regs`, writing return addresses (leaf first) into `out`.
+/// Walk the stack starting at `regs`, writing return addresses (leaf first) into `out`.
 /// `bounds` is the thread's stack `[low, high)`, or `(0, 0)` when unknown: frames are then read
 /// with `process_vm_readv`, which fails cleanly on unmapped memory instead of faulting.
 /// Returns the depth.
+///
+/// Each frame is stepped by the DWARF CFI of the object that holds its address (framehop, over
+/// the [`crate::modules`] table): a function with a frame pointer has the rule "caller's frame
+/// at `rbp`" and costs what a frame-pointer step costs once the rule is cached; a function
+/// without one (glibc, the vDSO, C built without frame pointers) is stepped by its own CFA rule.
+/// Without a table or a free cache the walk follows frame pointers alone.
 ///
 /// # Safety
 /// `regs` must describe a frame of the calling thread (or of the thread this signal
 /// interrupted, when called from its handler), and `bounds`, when known, must be that thread's
 /// mapped stack.
 pub unsafe fn walk(regs: Regs, bounds: (usize, usize), out: &mut [u64; MAX_DEPTH]) -> usize {
-    out[0] = regs.pc.wrapping_add(1);
-    let mut n = 1;
     let reader = if bounds.0 < bounds.1 {
         Reader::Bounded(bounds.0 as u64, bounds.1 as u64)
     } else {
         // Unknown bounds: no frame may lie below the stack pointer or absurdly far above it.
         Reader::Checked(regs.sp, regs.sp.saturating_add(64 << 20))
     };
-    let mut fp = regs.fp;
-    // A leaf without a frame: the caller's return address is still at the stack pointer.
-    if !crate::maps::is_framed_code(regs.pc) {
-        if let Some(at_sp) = reader.read(regs.sp) {
-            let frame_ret = if fp >= regs.sp {
-                reader.read(fp.wrapping_add(8)).unwrap_or(0)
-            } else {
-                0
-            };
-            if at_sp != frame_ret && crate::maps::is_code(at_sp) {
-                out[n] = at_sp;
+    #[cfg(target_arch = "x86_64")]
+    if let Some(Some(n)) = crate::modules::with_table(|table| {
+        crate::modules::with_cache(|cache| cfi_walk(table, cache, regs, &reader, out))
+    }) {
+        return n;
+    }
+    fp_walk(regs, &reader, out)
+}
+
+/// The CFI walk of [`walk`]. Ends at the thread's entry (its CFI marks the return address
+/// undefined), at a read outside the stack, or when a step does not move the stack pointer up.
+#[cfg(target_arch = "x86_64")]
+fn cfi_walk(
+    table: &crate::modules::Table,
+    cache: &mut crate::modules::CfiCache,
+    regs: Regs,
+    reader: &Reader,
+    out: &mut [u64; MAX_DEPTH],
+) -> usize {
+    use framehop::x86_64::UnwindRegsX86_64;
+    use framehop::{FrameAddress, Unwinder};
+
+    out[0] = regs.pc.wrapping_add(1);
+    let mut n = 1;
+    let mut uregs = UnwindRegsX86_64::new(regs.pc, regs.sp, regs.fp);
+    let mut read = |addr: u64| reader.read(addr).ok_or(());
+    let mut address = FrameAddress::from_instruction_pointer(regs.pc);
+    while n < MAX_DEPTH {
+        let sp = uregs.sp();
+        match table
+            .unwinder
+            .unwind_frame(address, &mut uregs, cache, &mut read)
+        {
+            Ok(Some(ret)) if uregs.sp() > sp => {
+                let Some(next) = FrameAddress::from_return_address(ret) else {
+                    break;
+                };
+                out[n] = ret;
                 n += 1;
+                address = next;
             }
+            _ => break,
         }
     }
+    n
+}
+
+/// Follow the frame-pointer chain from `regs`: the fallback when no CFI table or cache is at
+/// hand. Loses the caller of any frame without a frame pointer.
+fn fp_walk(regs: Regs, reader: &Reader, out: &mut [u64; MAX_DEPTH]) -> usize {
+    out[0] = regs.pc.wrapping_add(1);
+    let mut n = 1;
+    let mut fp = regs.fp;
     let mut floor = regs.sp;
     while n < MAX_DEPTH {
         if fp < floor {
@@ -176,29 +220,51 @@ fn safe_read(addr: u64) -> Option<u64> {
 /// frames of the harness itself. Returns the depth written to `out`.
 #[inline(never)]
 pub fn capture_current(skip: usize, out: &mut [u64; MAX_DEPTH]) -> usize {
-    let fp: u64;
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: reads a register, no memory access.
-    unsafe {
-        std::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags))
-    };
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: reads a register, no memory access.
-    unsafe {
-        std::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags))
-    };
+    let regs = current_regs();
     let bounds = crate::thread::stack_bounds();
     let mut tmp = [0u64; MAX_DEPTH];
-    // Start from our own frame: its return address is our caller.
-    let regs = Regs { pc: 0, fp, sp: fp };
-    // SAFETY: `fp` is this very function's frame on the calling thread's stack and `bounds`
-    // are that thread's recorded bounds.
+    // SAFETY: `regs` are this very function's registers on the calling thread's stack and
+    // `bounds` are that thread's recorded bounds.
     let n = unsafe { walk(regs, bounds, &mut tmp) };
-    // tmp[0] is the fake pc; tmp[1] is our caller.
+    // tmp[0] is a pc inside this function; tmp[1] is our caller.
     let skip = (1 + skip).min(n);
     let depth = n - skip;
     out[..depth].copy_from_slice(&tmp[skip..n]);
     depth
+}
+
+/// The registers of the calling function at this point (inlined into it): a pc inside it and
+/// the stack and frame pointers that hold at that pc, as its CFI describes them.
+#[inline(always)]
+fn current_regs() -> Regs {
+    let (pc, sp, fp): (u64, u64, u64);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads registers, no memory access, no stack use.
+    unsafe {
+        std::arch::asm!(
+            "lea {pc}, [rip]",
+            "mov {sp}, rsp",
+            "mov {fp}, rbp",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            fp = out(reg) fp,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads registers, no memory access, no stack use.
+    unsafe {
+        std::arch::asm!(
+            "adr {pc}, .",
+            "mov {sp}, sp",
+            "mov {fp}, x29",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            fp = out(reg) fp,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    Regs { pc, fp, sp }
 }
 
 #[cfg(test)]
@@ -224,5 +290,78 @@ mod tests {
         assert!(known > 3, "{known}");
         assert_eq!(known, unknown);
         assert_eq!(safe_read(8), None);
+    }
+
+    extern "C" {
+        /// glibc's backtrace(3): libgcc's DWARF unwinder, an implementation independent of ours.
+        fn backtrace(buffer: *mut *mut libc::c_void, size: libc::c_int) -> libc::c_int;
+    }
+
+    /// What the comparator saw: our stack and libgcc's, both taken inside it.
+    static SEEN: std::sync::Mutex<Option<(Vec<u64>, Vec<u64>)>> = std::sync::Mutex::new(None);
+
+    extern "C" fn compare(a: *const libc::c_void, b: *const libc::c_void) -> libc::c_int {
+        let mut seen = SEEN.lock().unwrap();
+        if seen.is_none() {
+            let mut ours = [0u64; MAX_DEPTH];
+            let n = capture_current(0, &mut ours);
+            let mut theirs = [std::ptr::null_mut(); MAX_DEPTH];
+            // SAFETY: the buffer holds MAX_DEPTH pointers.
+            let m = unsafe { backtrace(theirs.as_mut_ptr(), MAX_DEPTH as libc::c_int) };
+            *seen = Some((
+                ours[..n].to_vec(),
+                theirs[..m as usize].iter().map(|&p| p as u64).collect(),
+            ));
+        }
+        // SAFETY: qsort passes pointers to two elements of our i32 array.
+        let (a, b) = unsafe { (*(a as *const i32), *(b as *const i32)) };
+        a.cmp(&b) as libc::c_int
+    }
+
+    /// Our stack inside a callback from glibc's `qsort` (built without frame pointers) is the
+    /// stack libgcc's unwinder reports, frame for frame, to the thread's entry.
+    #[test]
+    fn stacks_through_libc_match_libgcc() {
+        crate::thread::record_stack_bounds();
+        crate::modules::start();
+        let mut values: Vec<i32> = (0..256).map(|i| (i * 7919) % 256).collect();
+        // SAFETY: a valid array of i32 with a comparator for i32.
+        unsafe {
+            libc::qsort(
+                values.as_mut_ptr() as *mut libc::c_void,
+                values.len(),
+                4,
+                Some(compare),
+            )
+        };
+        let (ours, theirs) = SEEN.lock().unwrap().take().unwrap();
+        // ours[0] and theirs[0] are the two call sites inside `compare`; from its caller on
+        // both must agree.
+        assert!(theirs.len() > 4, "{theirs:x?}");
+        assert_eq!(
+            &ours[1..],
+            &theirs[1..],
+            "ours {ours:x?}\ntheirs {theirs:x?}"
+        );
+        // The walk crossed libc: frames in qsort, then this test's in the executable.
+        let objects = crate::maps::loaded_objects();
+        let libc = objects.iter().find(|o| o.path.contains("libc.so")).unwrap();
+        let in_libc = |a: u64| {
+            libc.segments
+                .iter()
+                .any(|s| (s.start..s.limit).contains(&a))
+        };
+        let in_main = |a: u64| {
+            objects[0]
+                .segments
+                .iter()
+                .any(|s| (s.start..s.limit).contains(&a))
+        };
+        let first_libc = ours
+            .iter()
+            .position(|&a| in_libc(a))
+            .expect("no frame in libc");
+        let caller = ours[first_libc..].iter().find(|&&a| !in_libc(a));
+        assert!(caller.is_some_and(|&a| in_main(a)), "{ours:x?}");
     }
 }

@@ -323,7 +323,8 @@ fn is_mangled(raw: &str) -> bool {
 
 /// The function symbols of an ELF image, sorted by address, one per address: `.symtab` when the
 /// file has one, `.dynsym` otherwise. Among aliases the plainest name wins (`getpid` over
-/// `__getpid`, a global over a local).
+/// `__getpid`, a global over a local), except that the vDSO's `__vdso_` names win over their
+/// plain aliases, so that `__vdso_clock_gettime` is not mistaken for libc's `clock_gettime`.
 pub(super) fn read_symbols(data: &[u8]) -> Vec<Symbol> {
     let Ok(file) = object::File::parse(data) else {
         return Vec::new();
@@ -350,7 +351,11 @@ fn collect_symbols<'data>(
         .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)
         .filter_map(|s| {
             let name = s.name().ok().filter(|n| !n.is_empty())?;
-            let underscores = name.bytes().take_while(|&b| b == b'_').count();
+            let underscores = if name.starts_with("__vdso_") {
+                0
+            } else {
+                1 + name.bytes().take_while(|&b| b == b'_').count()
+            };
             let scope = match s.scope() {
                 SymbolScope::Dynamic => 0,
                 SymbolScope::Linkage => 1,
