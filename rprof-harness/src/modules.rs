@@ -14,14 +14,15 @@
 //!   which are never unmapped, are read in place;
 //! - building a table allocates and calls `dl_iterate_phdr` (it takes the loader's lock): only
 //!   outside handlers, at start and from the watcher thread, which checks the loader's
-//!   load/unload counters every [`WATCH_PERIOD`];
+//!   load/unload counters every [`WATCH_PERIOD`], or at once when a walk met an address outside
+//!   every known object ([`note_unknown_address`]: a library loaded since);
 //! - framehop's cache (its scratch space, about 40 KiB) comes from a pool filled at start,
 //!   claimed with one compare-and-swap; a walk that finds none free falls back to frame
 //!   pointers, never allocates.
 
 use std::cell::UnsafeCell;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -299,10 +300,64 @@ pub fn start() {
         pool();
         refresh();
         let _ = thread::spawn_harness_thread(|| loop {
-            std::thread::sleep(WATCH_PERIOD);
+            wait_for_news(WATCH_PERIOD);
             refresh_if_changed();
         });
     });
+}
+
+/// Set when a walk met an address outside every module of the table (a library loaded since):
+/// the watcher is woken to look at once instead of at its next period. A futex word.
+static NEWS: AtomicU32 = AtomicU32::new(0);
+
+/// Tell the watcher that the table may be stale. Async-signal-safe: one atomic swap and, the
+/// first time only, one raw futex wake (libc's `syscall` may be the preload's interposer).
+pub fn note_unknown_address() {
+    if NEWS.swap(1, Ordering::AcqRel) == 0 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: FUTEX_WAKE on a valid, aligned u32 that lives for the whole process.
+        unsafe {
+            crate::sys::raw_syscall(
+                libc::SYS_futex,
+                NEWS.as_ptr() as libc::c_long,
+                (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as libc::c_long,
+                1,
+                0,
+                0,
+                0,
+            )
+        };
+    }
+}
+
+/// Sleep until `period` has passed or a walk reported an unknown address. Waits no shorter
+/// than a millisecond between two wake-ups, so code outside every object (JIT code) cannot
+/// keep the watcher busy.
+fn wait_for_news(period: Duration) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let timeout = libc::timespec {
+            tv_sec: period.as_secs() as libc::time_t,
+            tv_nsec: period.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: FUTEX_WAIT on a valid u32 with a valid relative timeout; returns at once
+        // when the word is not 0.
+        unsafe {
+            crate::sys::raw_syscall(
+                libc::SYS_futex,
+                NEWS.as_ptr() as libc::c_long,
+                (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as libc::c_long,
+                0,
+                &timeout as *const libc::timespec as libc::c_long,
+                0,
+                0,
+            )
+        };
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    std::thread::sleep(period);
+    NEWS.store(0, Ordering::Release);
 }
 
 #[repr(align(64))]

@@ -18,54 +18,13 @@ use libc::{c_int, c_long, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::sync;
+use crate::sys::raw_syscall;
 
 const FUTEX_WAIT: c_long = 0;
 const FUTEX_WAKE: c_long = 1;
 const FUTEX_WAIT_BITSET: c_long = 9;
 const FUTEX_WAKE_BITSET: c_long = 10;
 const FUTEX_CMD_MASK: c_long = !(128 | 256);
-
-/// Issue a system call directly, with libc's `syscall` conventions for the result.
-///
-/// # Safety
-/// As the system call `n` requires of its arguments.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn raw_syscall(
-    n: c_long,
-    a1: c_long,
-    a2: c_long,
-    a3: c_long,
-    a4: c_long,
-    a5: c_long,
-    a6: c_long,
-) -> c_long {
-    let ret: c_long;
-    // SAFETY: the Linux x86_64 system call ABI: number in rax, arguments in rdi, rsi, rdx, r10,
-    // r8, r9; rcx and r11 are clobbered. The caller vouches for the arguments.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") n => ret,
-            in("rdi") a1,
-            in("rsi") a2,
-            in("rdx") a3,
-            in("r10") a4,
-            in("r8") a5,
-            in("r9") a6,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    if (-4095..0).contains(&ret) {
-        // SAFETY: this thread's errno slot.
-        unsafe { *libc::__errno_location() = -ret as c_int };
-        -1
-    } else {
-        ret
-    }
-}
 
 /// The interposed `syscall`: futex waits and wakes are reported, everything is forwarded.
 ///

@@ -110,6 +110,7 @@ fn cfi_walk(
     let mut uregs = UnwindRegsX86_64::new(regs.pc, regs.sp, regs.fp);
     let mut read = |addr: u64| reader.read(addr).ok_or(());
     let mut address = FrameAddress::from_instruction_pointer(regs.pc);
+    let mut complete = false;
     while n < MAX_DEPTH {
         let sp = uregs.sp();
         match table
@@ -124,8 +125,18 @@ fn cfi_walk(
                 n += 1;
                 address = next;
             }
+            Ok(None) => {
+                complete = true;
+                break;
+            }
             _ => break,
         }
+    }
+    // A walk that stopped short at (or started from) an address outside every known object
+    // has met a library loaded since the table was built: have the table rebuilt now.
+    let last = out[n - 1].wrapping_sub(1);
+    if !table.is_code(regs.pc) || (!complete && n < MAX_DEPTH && !table.is_code(last)) {
+        crate::modules::note_unknown_address();
     }
     n
 }
