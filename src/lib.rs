@@ -299,3 +299,62 @@ pub fn root_fraction(p: &Profile, sample_type: &str) -> (f64, Vec<(String, i64)>
     };
     (fraction, orphans)
 }
+
+/// `perf` (Linux's profiler) for cross-checks of the unwinder. `None` (the test then skips,
+/// saying so) only outside CI: with `CI` set, a missing perf fails the test.
+pub fn perf_tool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("perf"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`perf` is not on PATH but CI is set: install linux-perf"
+        );
+        eprintln!("skipping: `perf` is not on PATH (install linux-perf)");
+    }
+    found
+}
+
+/// `cargo-rprof rprof ARGS...` in `dir` (e.g. [`workspace_root`], to profile this workspace's
+/// own tests), with the environment [`Fixture::rprof`] sets.
+pub fn rprof_in(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(cargo_rprof());
+    cmd.current_dir(dir)
+        .arg("rprof")
+        .args(args)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTC_WRAPPER")
+        .env("CARGO_TERM_COLOR", "never");
+    cmd
+}
+
+/// Build the unit-test binary of the crate in `dir` with plain cargo (`cargo build --lib
+/// --tests`, no rprof, the crate's own target directory) and return its path.
+pub fn build_test_binary(dir: &Path) -> PathBuf {
+    let messages = escargot::CargoBuild::new()
+        .manifest_path(dir.join("Cargo.toml"))
+        .arg("--lib")
+        .tests()
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTC_WRAPPER")
+        .exec()
+        .unwrap_or_else(|e| panic!("building the tests of {} failed: {e}", dir.display()));
+    let mut found = None;
+    for message in messages {
+        let message =
+            message.unwrap_or_else(|e| panic!("building the tests of {}: {e}", dir.display()));
+        if let Ok(escargot::format::Message::CompilerArtifact(artifact)) = message.decode() {
+            if artifact.profile.test {
+                if let Some(path) = artifact.executable {
+                    found = Some(path.into_owned());
+                }
+            }
+        }
+    }
+    found.unwrap_or_else(|| panic!("no test binary built in {}", dir.display()))
+}

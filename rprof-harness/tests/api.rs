@@ -88,13 +88,15 @@ fn cpu_profile_of_threads_before_and_after_start_and_misuse() {
 
     rprof_core::codec::validate(&profile).unwrap();
     let index = profile.sample_index("cpu").unwrap();
-    let rows = function_rows(&profile, index);
-    assert!(
-        rows[0].name.ends_with("hot_loop"),
-        "top function is {:?}",
-        rows.iter().take(5).collect::<Vec<_>>()
-    );
     let total = profile.total(index) as f64;
+    // The loop is where the CPU went. By cum, not flat: in an unoptimised build the time is
+    // spread over the iterator calls it makes.
+    let hot = cum(&profile, "api::hot_loop") as f64;
+    assert!(
+        hot > 0.8 * total,
+        "hot_loop has {hot} of {total}; top: {:?}",
+        function_rows(&profile, index).iter().take(5).collect::<Vec<_>>()
+    );
     let (b, a) = (
         cum(&profile, "started_before") as f64,
         cum(&profile, "started_after") as f64,
