@@ -28,7 +28,36 @@ fn main() {
     );
 
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    let target_dir = out.join("preload-target");
+    // Two libraries from one target directory (the second build reuses every dependency): one
+    // with the malloc interposer, for memory profiles, and one without, so that CPU, block and
+    // mutex profiles do not slow down every allocation.
+    for (features, name, var) in [
+        (
+            "preload",
+            "librprof_preload_light.so",
+            "RPROF_PRELOAD_LIGHT",
+        ),
+        (
+            "preload,preload-malloc",
+            "librprof_preload.so",
+            "RPROF_PRELOAD",
+        ),
+    ] {
+        let so = build_preload(&harness, &out.join("preload-target"), features);
+        let bytes = std::fs::read(&so).expect("the preload library was not built");
+        let kept = out.join(name);
+        std::fs::write(&kept, &bytes).expect("cannot copy the preload library");
+        println!("cargo:rustc-env={var}_SO={}", kept.display());
+        println!("cargo:rustc-env={var}_HASH={:016x}", fnv1a(&bytes));
+    }
+}
+
+/// `cargo build` rprof-harness as the preload cdylib with `features`; returns the library.
+fn build_preload(
+    harness: &std::path::Path,
+    target_dir: &std::path::Path,
+    features: &str,
+) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args([
@@ -37,16 +66,15 @@ fn main() {
         "--lib",
         "--no-default-features",
         "--features",
-        "preload",
+        features,
         "--manifest-path",
     ])
     .arg(harness.join("Cargo.toml"))
     .arg("--target-dir")
-    .arg(&target_dir)
+    .arg(target_dir)
     // The outer build's settings are for cargo-rprof, not for the library we build here.
     .env_remove("RUSTFLAGS")
-    // The harness walks frame pointers through its own frames (allocation stacks).
-    .env("CARGO_ENCODED_RUSTFLAGS", "-Cforce-frame-pointers=yes")
+    .env_remove("CARGO_ENCODED_RUSTFLAGS")
     .env_remove("CARGO_TARGET_DIR")
     .env_remove("CARGO_BUILD_TARGET")
     .env_remove("RUSTC_WORKSPACE_WRAPPER")
@@ -60,10 +88,7 @@ fn main() {
         .status()
         .expect("cannot run cargo to build the preload library");
     assert!(status.success(), "building the preload library failed");
-    let so = target_dir.join("release/librprof_harness.so");
-    let bytes = std::fs::read(&so).expect("the preload library was not built");
-    println!("cargo:rustc-env=RPROF_PRELOAD_SO={}", so.display());
-    println!("cargo:rustc-env=RPROF_PRELOAD_HASH={:016x}", fnv1a(&bytes));
+    target_dir.join("release/librprof_harness.so")
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

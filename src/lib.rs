@@ -197,17 +197,23 @@ pub fn cum_of(values: &HashMap<String, (i64, i64)>, suffix: &str) -> i64 {
 /// `go` for compatibility tests. `None` (the test then skips, saying so) only outside CI:
 /// with `CI` set, a missing Go toolchain fails the test.
 pub fn go_tool() -> Option<PathBuf> {
+    required_tool("go", "golang-go")
+}
+
+/// The program `name` on `PATH`. Outside CI a missing one is `None` (the caller skips, saying
+/// so); with `CI` set it fails the test, naming the Debian `package` to install.
+fn required_tool(name: &str, package: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|p| p.join("go"))
+            .map(|p| p.join(name))
             .find(|p| p.is_file())
     });
     if found.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "`go` is not on PATH but CI is set: install golang-go"
+            "`{name}` is not on PATH but CI is set: install {package}"
         );
-        eprintln!("skipping: `go` is not on PATH (install golang-go)");
+        eprintln!("skipping: `{name}` is not on PATH (install {package})");
     }
     found
 }
@@ -303,19 +309,7 @@ pub fn root_fraction(p: &Profile, sample_type: &str) -> (f64, Vec<(String, i64)>
 /// `perf` (Linux's profiler) for cross-checks of the unwinder. `None` (the test then skips,
 /// saying so) only outside CI: with `CI` set, a missing perf fails the test.
 pub fn perf_tool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("perf"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "`perf` is not on PATH but CI is set: install linux-perf"
-        );
-        eprintln!("skipping: `perf` is not on PATH (install linux-perf)");
-    }
-    found
+    required_tool("perf", "linux-perf")
 }
 
 /// `cargo-rprof rprof ARGS...` in `dir` (e.g. [`workspace_root`], to profile this workspace's

@@ -5,12 +5,16 @@ use std::path::Path;
 
 use rprof::{cum_of, function_values, read_profile, run, Fixture};
 
+/// The raw profiles of every session (the kept vDSO image beside them is not one).
 fn raw_profiles(fixture: &Fixture) -> Vec<std::path::PathBuf> {
     let sessions = fixture.path("target/rprof/sessions");
     let mut raws = Vec::new();
     for session in std::fs::read_dir(sessions).unwrap() {
         for raw in std::fs::read_dir(session.unwrap().path().join("raw")).unwrap() {
-            raws.push(raw.unwrap().path());
+            let raw = raw.unwrap().path();
+            if raw.to_string_lossy().ends_with(".pb.gz") {
+                raws.push(raw);
+            }
         }
     }
     raws

@@ -4,22 +4,38 @@ use std::path::{Path, PathBuf};
 
 use crate::CliError;
 
-/// The preload library's bytes (rprof-harness built as a cdylib by build.rs).
+/// The preload library's bytes (rprof-harness built as a cdylib by build.rs), with the malloc
+/// interposer: for runs that write a memory profile.
 static PRELOAD: &[u8] = include_bytes!(env!("RPROF_PRELOAD_SO"));
+/// The same without the malloc interposer: every other run, whose allocations then cost
+/// nothing extra.
+static PRELOAD_LIGHT: &[u8] = include_bytes!(env!("RPROF_PRELOAD_LIGHT_SO"));
 
-/// Write the embedded library into `dir` (once per version) and return its path.
-pub fn install(dir: &Path) -> Result<PathBuf, CliError> {
-    let path = dir.join(format!(
-        "librprof_preload-{}.so",
-        env!("RPROF_PRELOAD_HASH")
-    ));
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() == PRELOAD.len() as u64) {
+/// Write the embedded library into `dir` (once per version) and return its path: the one that
+/// interposes malloc when `memory` profiles are wanted, the light one otherwise.
+pub fn install(dir: &Path, memory: bool) -> Result<PathBuf, CliError> {
+    let (bytes, name) = if memory {
+        (
+            PRELOAD,
+            format!("librprof_preload-{}.so", env!("RPROF_PRELOAD_HASH")),
+        )
+    } else {
+        (
+            PRELOAD_LIGHT,
+            format!(
+                "librprof_preload_light-{}.so",
+                env!("RPROF_PRELOAD_LIGHT_HASH")
+            ),
+        )
+    };
+    let path = dir.join(name);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
         return Ok(path);
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
     let tmp = dir.join(format!(".preload.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, PRELOAD)
+    std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| CliError::io(format!("cannot write {}", path.display()), e))?;
     Ok(path)

@@ -168,7 +168,8 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
     };
     let rprof_dir = target_dir.join("rprof");
     invalidate_stale_builds(&rprof_dir);
-    let preload = preload::install(&rprof_dir.join("preload"))?;
+    let memory = run.requests.iter().any(|r| r.kind == ProfileKind::Mem);
+    let preload = preload::install(&rprof_dir.join("preload"), memory)?;
     let session = create_session(&rprof_dir.join("sessions"))?;
 
     let mut cmd = Command::new(&cargo);

@@ -31,7 +31,7 @@ mod sys;
 pub mod thread;
 pub mod unwind;
 
-#[cfg(feature = "preload")]
+#[cfg(feature = "preload-malloc")]
 mod malloc;
 #[cfg(feature = "preload")]
 mod preload;

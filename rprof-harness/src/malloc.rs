@@ -152,26 +152,3 @@ pub extern "C" fn rprof_harness_on_free(p: *mut u8) {
 pub extern "C" fn rprof_harness_guard(enter: bool) -> bool {
     crate::thread::set_in_harness(enter)
 }
-
-/// For the runtime API in the profiled program: whether this library's CPU profiler is running.
-#[no_mangle]
-pub extern "C" fn rprof_harness_cpu_busy() -> bool {
-    crate::cpu::is_running()
-}
-
-/// For the runtime API: write the raw profile of `kind` (1 heap, 2 block, 3 mutex) to `path`.
-/// Returns 0 on success, 1 when that profiler is off, 2 on a write error.
-///
-/// # Safety
-/// `path` must be a NUL-terminated string.
-#[no_mangle]
-pub unsafe extern "C" fn rprof_harness_write_raw(
-    kind: libc::c_int,
-    path: *const libc::c_char,
-) -> libc::c_int {
-    use std::os::unix::ffi::OsStrExt;
-    // SAFETY: the caller passes a NUL-terminated string.
-    let path = unsafe { std::ffi::CStr::from_ptr(path) };
-    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
-    crate::raw::write_raw_for_api(kind, path)
-}

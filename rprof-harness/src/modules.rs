@@ -16,7 +16,8 @@
 //!   outside handlers, at start and from the watcher thread, which checks the loader's
 //!   load/unload counters every [`WATCH_PERIOD`], or at once when a walk met an address outside
 //!   every known object ([`note_unknown_address`]: a library loaded since);
-//! - framehop's cache (its scratch space, about 40 KiB) comes from a pool filled at start,
+//! - framehop's cache (its scratch space, about 40 KiB) and the walk's own cache of which
+//!   return addresses step by frame pointer come from a pool filled at start,
 //!   claimed with one compare-and-swap; a walk that finds none free falls back to frame
 //!   pointers, never allocates.
 
@@ -360,24 +361,49 @@ fn wait_for_news(period: Duration) {
     NEWS.store(0, Ordering::Release);
 }
 
+/// A walk's scratch space, one per pool slot.
+pub struct WalkCache {
+    /// framehop's rule cache and CFI evaluation space.
+    pub cfi: CfiCache,
+    /// What this cache learned about return addresses: whose frames step by frame pointer.
+    pub(crate) kinds: crate::unwind::FrameKinds,
+}
+
 #[repr(align(64))]
 struct CacheSlot {
     busy: AtomicBool,
-    cache: UnsafeCell<Box<CfiCache>>,
+    cache: UnsafeCell<Box<WalkCache>>,
 }
 
 // SAFETY: the cache inside is only touched by the thread that won `busy` (see `with_cache`).
 unsafe impl Sync for CacheSlot {}
 
 static POOL: OnceLock<Box<[CacheSlot]>> = OnceLock::new();
+/// Heap bytes one pool slot takes (framehop's boxed parts included), measured when filled.
+static CACHE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 fn pool() -> &'static [CacheSlot] {
     POOL.get_or_init(|| {
         let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+        // glibc's count of bytes in use, around the making of one slot.
+        // SAFETY: mallinfo2 has no preconditions.
+        let before = unsafe { libc::mallinfo2() }.uordblks;
+        let probe = Box::new(WalkCache {
+            cfi: CfiCache::new_in(),
+            kinds: crate::unwind::FrameKinds::new(),
+        });
+        // SAFETY: as above.
+        let after = unsafe { libc::mallinfo2() }.uordblks;
+        drop(probe);
+        let floor = std::mem::size_of::<CacheSlot>() + std::mem::size_of::<WalkCache>();
+        CACHE_BYTES.store(after.saturating_sub(before).max(floor), Ordering::Relaxed);
         (0..(4 * cpus).clamp(16, 256))
             .map(|_| CacheSlot {
                 busy: AtomicBool::new(false),
-                cache: UnsafeCell::new(Box::new(CfiCache::new_in())),
+                cache: UnsafeCell::new(Box::new(WalkCache {
+                    cfi: CfiCache::new_in(),
+                    kinds: crate::unwind::FrameKinds::new(),
+                })),
             })
             .collect()
     })
@@ -385,7 +411,7 @@ fn pool() -> &'static [CacheSlot] {
 
 /// Run `f` with a cache from the pool, or return `None` when the pool is not filled yet or every
 /// cache is in use. Async-signal-safe and re-entrant.
-pub fn with_cache<R>(f: impl FnOnce(&mut CfiCache) -> R) -> Option<R> {
+pub fn with_cache<R>(f: impl FnOnce(&mut WalkCache) -> R) -> Option<R> {
     let slots = POOL.get()?;
     let here = 0u8;
     let first = (&here as *const u8 as usize >> 16) % slots.len();
@@ -409,9 +435,9 @@ pub fn with_cache<R>(f: impl FnOnce(&mut CfiCache) -> R) -> Option<R> {
 /// The memory the unwinder's tables take: the current table's owned bytes and the cache pool.
 pub fn footprint() -> (usize, usize) {
     let table = with_table(Table::owned_bytes).unwrap_or(0);
-    let caches = POOL.get().map_or(0, |p| {
-        p.len() * (std::mem::size_of::<CacheSlot>() + std::mem::size_of::<CfiCache>())
-    });
+    let caches = POOL
+        .get()
+        .map_or(0, |p| p.len() * CACHE_BYTES.load(Ordering::Relaxed));
     (table, caches)
 }
 

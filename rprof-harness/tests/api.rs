@@ -95,7 +95,10 @@ fn cpu_profile_of_threads_before_and_after_start_and_misuse() {
     assert!(
         hot > 0.8 * total,
         "hot_loop has {hot} of {total}; top: {:?}",
-        function_rows(&profile, index).iter().take(5).collect::<Vec<_>>()
+        function_rows(&profile, index)
+            .iter()
+            .take(5)
+            .collect::<Vec<_>>()
     );
     let (b, a) = (
         cum(&profile, "started_before") as f64,
