@@ -74,7 +74,9 @@ fn build_preload(
     .arg(target_dir)
     // The outer build's settings are for cargo-rprof, not for the library we build here.
     .env_remove("RUSTFLAGS")
-    .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    // The harness's own frames (under every allocation and wait sample) step fastest by frame
+    // pointer: the unwinder uses them where the CFI says the frame has one.
+    .env("CARGO_ENCODED_RUSTFLAGS", "-Cforce-frame-pointers=yes")
     .env_remove("CARGO_TARGET_DIR")
     .env_remove("CARGO_BUILD_TARGET")
     .env_remove("RUSTC_WORKSPACE_WRAPPER")

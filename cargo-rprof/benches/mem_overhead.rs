@@ -26,6 +26,8 @@
 //! Settings (environment):
 //! - `RPROF_BENCH_ROUNDS` (default 15): runs per configuration;
 //! - `RPROF_BENCH_ENTRIES` (default 1000000): map entries;
+//! - `RPROF_BENCH_BASE_SO` (unset): another preload library (a previous build's
+//!   `librprof_preload.so`) run at the same rates, interleaved, for a before/after comparison;
 //! - `RPROF_BENCH_SECONDS` (default 1.5): at most this many work-loop seconds of an unprofiled
 //!   run (the map is built and dropped as many times as fit, at least once; 0 = once);
 //! - `RPROF_BENCH_RATES` (default `default,1`): profiled configurations, by
@@ -157,6 +159,9 @@ enum Config {
     Plain,
     /// The preload library at this `RPROF_MEMPROFILERATE` (0 = the default rate).
     Rate(u64),
+    /// Another preload library (`RPROF_BENCH_BASE_SO`, e.g. a previous version's) at this rate:
+    /// a before/after comparison in one run.
+    BaseRate(u64),
     /// `heaptrack`, with `--raw` (record only) or without (interpreted alongside).
     Heaptrack {
         raw: bool,
@@ -170,6 +175,8 @@ impl Config {
             Config::Plain => "plain".to_owned(),
             Config::Rate(0) => "rate default".to_owned(),
             Config::Rate(r) => format!("rate {r}"),
+            Config::BaseRate(0) => "base default".to_owned(),
+            Config::BaseRate(r) => format!("base rate {r}"),
             Config::Heaptrack { raw: true } => "heaptrack -r".to_owned(),
             Config::Heaptrack { raw: false } => "heaptrack".to_owned(),
         }
@@ -181,6 +188,8 @@ impl Config {
             Config::Plain => "plain".to_owned(),
             Config::Rate(0) => "default".to_owned(),
             Config::Rate(r) => format!("rate-{r}"),
+            Config::BaseRate(0) => "base-default".to_owned(),
+            Config::BaseRate(r) => format!("base-rate-{r}"),
             Config::Heaptrack { raw: true } => "heaptrack".to_owned(),
             Config::Heaptrack { raw: false } => "heaptrack-full".to_owned(),
         }
@@ -274,6 +283,16 @@ fn run() -> Result<(), String> {
     }
     let mut configs = vec![Config::Plain];
     configs.extend(rates.iter().map(|&r| Config::Rate(r)));
+    let base = std::env::var_os("RPROF_BENCH_BASE_SO").map(PathBuf::from);
+    if let Some(base) = &base {
+        if !base.is_file() {
+            return Err(format!(
+                "RPROF_BENCH_BASE_SO: {} is missing",
+                base.display()
+            ));
+        }
+        configs.extend(rates.iter().map(|&r| Config::BaseRate(r)));
+    }
     if heaptrack.is_some() {
         configs.extend(heaptrack_modes.iter().map(|&raw| Config::Heaptrack { raw }));
     }
@@ -283,6 +302,7 @@ fn run() -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tools = Tools {
         so,
+        base: base.as_deref(),
         heaptrack: heaptrack.as_deref(),
     };
     let result = bench(&dir, &tools, &configs, rounds, entries, seconds);
@@ -293,6 +313,8 @@ fn run() -> Result<(), String> {
 /// The profilers a run may use.
 struct Tools<'a> {
     so: &'a Path,
+    /// `RPROF_BENCH_BASE_SO`, for the `BaseRate` configurations.
+    base: Option<&'a Path>,
     heaptrack: Option<&'a Path>,
 }
 
@@ -422,9 +444,13 @@ fn run_once(
     } else {
         cmd.stderr(Stdio::inherit());
     }
-    if let Config::Rate(rate) = config {
+    if let Config::Rate(rate) | Config::BaseRate(rate) = config {
+        let so = match config {
+            Config::BaseRate(_) => tools.base.unwrap_or(tools.so),
+            _ => tools.so,
+        };
         let _ = std::fs::remove_file(out);
-        cmd.env("LD_PRELOAD", tools.so)
+        cmd.env("LD_PRELOAD", so)
             .env("RPROF_MEMPROFILE", out)
             .env("RPROF_MEMPROFILERATE", rate.to_string());
     }
@@ -467,7 +493,7 @@ fn run_once(
     };
     match config {
         Config::Plain => {}
-        Config::Rate(rate) => {
+        Config::Rate(rate) | Config::BaseRate(rate) => {
             run.totals = check_profile(out, rate, &run)?;
             let _ = std::fs::remove_file(out);
         }
@@ -606,7 +632,7 @@ fn report(configs: &[Config], runs: &[Vec<Run>]) {
         let med = |f: fn(&Run) -> f64| median(r.iter().map(f).collect());
         match config {
             Config::Plain => {}
-            Config::Rate(_) => {
+            Config::Rate(_) | Config::BaseRate(_) => {
                 let ao = med(|r| r.totals[0] as f64);
                 line += &format!(
                     "  alloc_objects {ao:.0} ({:.3}/entry-allocation)  alloc_space {:.1} MB  \

@@ -386,6 +386,7 @@ fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<Vec<u64>,
     }
     loop {
         let stopping = stop.is_set();
+        let mut drained = 0;
         {
             let mut map = stacks.lock().unwrap_or_else(|e| e.into_inner());
             while queue.pop(|s| {
@@ -396,14 +397,20 @@ fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<Vec<u64>,
                         map.insert(stack.to_vec(), s.weight);
                     }
                 }
-            }) {}
+            }) {
+                drained += 1;
+            }
         }
         if stopping {
             return;
         }
-        if SCAN_THREADS.load(Ordering::Relaxed) && ENABLED.load(Ordering::Acquire) {
+        let scan = SCAN_THREADS.load(Ordering::Relaxed);
+        if scan && ENABLED.load(Ordering::Acquire) {
             arm_all_threads();
         }
-        stop.nap(Duration::from_millis(10));
+        // Wake-ups cost the profiled program CPU: nap long while few samples arrive (the queue
+        // then holds seconds of them), short when many do or new threads must be found soon.
+        let busy = drained > QUEUE_SLOTS / 16;
+        stop.nap(Duration::from_millis(if scan || busy { 10 } else { 50 }));
     }
 }

@@ -33,8 +33,10 @@ use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, U
 use crate::maps::{self, LoadedObject};
 use crate::thread;
 
-/// How often the watcher thread looks for objects loaded or unloaded since the last table.
-pub const WATCH_PERIOD: Duration = Duration::from_millis(10);
+/// How often the watcher thread looks for objects loaded or unloaded since the last table. A
+/// walk that meets an unknown address wakes it at once, so this bounds only how long the
+/// table may still list a library after its `dlclose`.
+pub const WATCH_PERIOD: Duration = Duration::from_millis(100);
 
 /// CFI bytes of one object: read in place (objects never unmapped) or an owned copy.
 #[derive(Clone)]

@@ -77,15 +77,33 @@ pub unsafe fn regs_from_ucontext(ucontext: *const libc::c_void) -> Regs {
 /// interrupted, when called from its handler), and `bounds`, when known, must be that thread's
 /// mapped stack.
 pub unsafe fn walk(regs: Regs, bounds: (usize, usize), out: &mut [u64; MAX_DEPTH]) -> usize {
+    // SAFETY: as guaranteed by our caller.
+    unsafe { walk_from(regs, bounds, out, false) }
+}
+
+/// [`walk`], where `in_body` says that `regs.pc` is past its function's prologue and before its
+/// epilogue (a capture from inside a function body), so that its frame may take the
+/// frame-pointer step like a caller's frame.
+///
+/// # Safety
+/// As [`walk`].
+unsafe fn walk_from(
+    regs: Regs,
+    bounds: (usize, usize),
+    out: &mut [u64; MAX_DEPTH],
+    in_body: bool,
+) -> usize {
     let reader = if bounds.0 < bounds.1 {
         Reader::Bounded(bounds.0 as u64, bounds.1 as u64)
     } else {
         // Unknown bounds: no frame may lie below the stack pointer or absurdly far above it.
         Reader::Checked(regs.sp, regs.sp.saturating_add(64 << 20))
     };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = in_body;
     #[cfg(target_arch = "x86_64")]
     if let Some(Some(n)) = crate::modules::with_table(|table| {
-        crate::modules::with_cache(|cache| cfi_walk(table, cache, regs, &reader, out))
+        crate::modules::with_cache(|cache| cfi_walk(table, cache, regs, &reader, out, in_body))
     }) {
         return n;
     }
@@ -106,6 +124,7 @@ fn cfi_walk(
     regs: Regs,
     reader: &Reader,
     out: &mut [u64; MAX_DEPTH],
+    in_body: bool,
 ) -> usize {
     use framehop::x86_64::UnwindRegsX86_64;
     use framehop::{FrameAddress, Unwinder};
@@ -116,7 +135,12 @@ fn cfi_walk(
     let mut n = 1;
     let mut uregs = UnwindRegsX86_64::new(regs.pc, regs.sp, regs.fp);
     let mut read = |addr: u64| reader.read(addr).ok_or(());
-    let mut address = FrameAddress::from_instruction_pointer(regs.pc);
+    // A pc inside a body has its body's CFI row, as a return address does: look it up as one.
+    let mut address = match in_body {
+        true => FrameAddress::from_return_address(regs.pc.wrapping_add(1))
+            .unwrap_or(FrameAddress::from_instruction_pointer(regs.pc)),
+        false => FrameAddress::from_instruction_pointer(regs.pc),
+    };
     let mut complete = false;
     while n < MAX_DEPTH {
         let sp = uregs.sp();
@@ -336,9 +360,9 @@ pub fn capture_current(skip: usize, out: &mut [u64; MAX_DEPTH]) -> usize {
     let regs = current_regs();
     let bounds = crate::thread::stack_bounds();
     let mut tmp = [0u64; MAX_DEPTH];
-    // SAFETY: `regs` are this very function's registers on the calling thread's stack and
-    // `bounds` are that thread's recorded bounds.
-    let n = unsafe { walk(regs, bounds, &mut tmp) };
+    // SAFETY: `regs` are this very function's registers, taken in its body, on the calling
+    // thread's stack, and `bounds` are that thread's recorded bounds.
+    let n = unsafe { walk_from(regs, bounds, &mut tmp, true) };
     // tmp[0] is a pc inside this function; tmp[1] is our caller.
     let skip = (1 + skip).min(n);
     let depth = n - skip;
