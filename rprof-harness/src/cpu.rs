@@ -142,6 +142,8 @@ fn start_session(hz: u32) -> Result<(), CpuError> {
         thread::spawn_harness_thread(move || drain_loop(queue, &stop, &stacks))
             .map_err(|e| CpuError::Os(format!("drain thread: {e}")))?
     };
+    // The drain thread made the process multi-threaded: the module watcher costs no more.
+    crate::modules::start_watcher();
     *SESSION.lock().unwrap_or_else(|e| e.into_inner()) = Some(Session {
         start: SystemTime::now(),
         started: std::time::Instant::now(),

@@ -13,9 +13,10 @@
 //!   object stays loaded); only the main executable, the vDSO and the harness's own library,
 //!   which are never unmapped, are read in place;
 //! - building a table allocates and calls `dl_iterate_phdr` (it takes the loader's lock): only
-//!   outside handlers, at start and from the watcher thread, which checks the loader's
+//!   outside handlers: at start, from the watcher thread (which checks the loader's
 //!   load/unload counters every [`WATCH_PERIOD`], or at once when a walk met an address outside
-//!   every known object ([`note_unknown_address`]: a library loaded since);
+//!   every known object, [`note_unknown_address`]: a library loaded since), and in a
+//!   single-threaded process from the memory sampler ([`refresh_if_news`]);
 //! - framehop's cache (its scratch space, about 40 KiB) and the walk's own cache of which
 //!   return addresses step by frame pointer come from a pool filled at start,
 //!   claimed with one compare-and-swap; a walk that finds none free falls back to frame
@@ -291,8 +292,13 @@ fn load_counters() -> (u64, u64) {
     counters
 }
 
-/// Build the first table, fill the cache pool and start the watcher thread, once per process.
-/// Not for handlers.
+/// Build the first table and fill the cache pool, once per process. Not for handlers.
+///
+/// The watcher thread is not started here: a process with a second thread pays for it in
+/// glibc's malloc, which takes a faster path while the process is single-threaded (measured:
+/// 5–10% of an allocation-bound loop). [`start_watcher`] is called where the process has more
+/// threads anyway (a CPU profile's drain thread, the program's first `pthread_create`); until
+/// then [`refresh_if_news`] keeps the table current from the memory sampler.
 pub fn start() {
     static STARTED: AtomicBool = AtomicBool::new(false);
     if STARTED.swap(true, Ordering::AcqRel) {
@@ -302,11 +308,39 @@ pub fn start() {
     thread::with_harness_guard(|| {
         pool();
         refresh();
-        let _ = thread::spawn_harness_thread(|| loop {
+    });
+}
+
+static WATCHING: AtomicBool = AtomicBool::new(false);
+
+/// Start the watcher thread (once): it rebuilds the table every [`WATCH_PERIOD`] when objects
+/// were loaded or unloaded, and at once when a walk met an unknown address. Not for handlers.
+pub fn start_watcher() {
+    if POOL.get().is_none() || WATCHING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let spawned = thread::with_harness_guard(|| {
+        thread::spawn_harness_thread(|| loop {
             wait_for_news(WATCH_PERIOD);
             refresh_if_changed();
-        });
+        })
     });
+    if spawned.is_err() {
+        WATCHING.store(false, Ordering::Release);
+    }
+}
+
+/// Without a watcher thread (a single-threaded process): rebuild the table if a walk met an
+/// unknown address since the last one. For the memory sampler's sampled path, which runs
+/// outside glibc's malloc and inside the harness guard, so the table's own allocations are
+/// neither profiled nor re-entrant. Not for signal handlers.
+pub fn refresh_if_news() {
+    if !WATCHING.load(Ordering::Acquire)
+        && POOL.get().is_some()
+        && NEWS.swap(0, Ordering::AcqRel) != 0
+    {
+        refresh_if_changed();
+    }
 }
 
 /// Set when a walk met an address outside every module of the table (a library loaded since):
@@ -450,6 +484,7 @@ mod tests {
     #[test]
     fn table_knows_libc_and_the_vdso() {
         start();
+        start_watcher();
         let malloc = libc::malloc as *const () as u64;
         let here = table_knows_libc_and_the_vdso as *const () as u64;
         let (known, modules) =

@@ -224,6 +224,8 @@ pub unsafe extern "C" fn pthread_create(
         // SAFETY: forwarding the caller's arguments unchanged.
         return unsafe { real(thread, attr, start, arg) };
     }
+    // The program is becoming multi-threaded: the module watcher costs it nothing more now.
+    modules::start_watcher();
     let routine = Box::into_raw(Box::new(StartRoutine { start, arg })) as *mut libc::c_void;
     // SAFETY: forwarding the caller's arguments, with our trampoline owning `routine`.
     let rc = unsafe { real(thread, attr, thread_trampoline, routine) };

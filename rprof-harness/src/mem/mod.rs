@@ -140,6 +140,8 @@ pub fn on_alloc(ptr: *mut u8, size: usize) {
 #[inline(never)]
 fn record(addr: u64, size: u64) {
     let Some(t) = TABLES.get() else { return };
+    // A single-threaded process has no module watcher: catch up here, outside glibc's malloc.
+    crate::modules::refresh_if_news();
     let mut frames = [0u64; MAX_DEPTH];
     let depth = unwind::capture_current(0, &mut frames);
     // Leave off the harness's own frames (this function, on_alloc, the interposer).
