@@ -73,15 +73,7 @@ impl Fixture {
 
     /// `cargo-rprof rprof ARGS...` in the fixture's directory, with `CI`-independent settings.
     pub fn rprof(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(cargo_rprof());
-        cmd.current_dir(&self.dir)
-            .arg("rprof")
-            .args(args)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTC_WRAPPER")
-            .env("CARGO_TERM_COLOR", "never");
-        cmd
+        rprof_in(&self.dir, args)
     }
 
     /// A path inside the fixture copy.

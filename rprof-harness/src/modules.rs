@@ -323,6 +323,9 @@ pub fn start_watcher() {
         thread::spawn_harness_thread(|| loop {
             wait_for_news(WATCH_PERIOD);
             refresh_if_changed();
+            // At most one rebuild a millisecond, so code outside every object (JIT code),
+            // which reports itself on every sample, cannot keep the watcher busy.
+            std::thread::sleep(Duration::from_millis(1));
         })
     });
     if spawned.is_err() {
@@ -367,9 +370,7 @@ pub fn note_unknown_address() {
     }
 }
 
-/// Sleep until `period` has passed or a walk reported an unknown address. Waits no shorter
-/// than a millisecond between two wake-ups, so code outside every object (JIT code) cannot
-/// keep the watcher busy.
+/// Sleep until `period` has passed or a walk reported an unknown address, and take the news.
 fn wait_for_news(period: Duration) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -390,7 +391,6 @@ fn wait_for_news(period: Duration) {
                 0,
             )
         };
-        std::thread::sleep(Duration::from_millis(1));
     }
     #[cfg(not(target_arch = "x86_64"))]
     std::thread::sleep(period);
