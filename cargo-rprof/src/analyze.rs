@@ -30,8 +30,26 @@ fn load(path: &Path) -> Result<Profile, CliError> {
 fn options(a: &ReportArgs) -> ReportOptions {
     ReportOptions {
         sample_index: a.sample_index.clone(),
+        filters: a.filters.filters(),
         ..Default::default()
     }
+}
+
+/// Load the profile and say, as pprof does, which filters matched no sample.
+fn load_filtered(a: &ReportArgs) -> Result<Profile, CliError> {
+    let filters = a.filters.filters();
+    filters
+        .check()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let profile = load(&a.file)?;
+    if !filters.is_empty() {
+        let (_, matched) = rprof_core::report::filter::apply(&profile, &filters)
+            .map_err(|e| report_error(a, e))?;
+        for name in matched.unmatched {
+            crate::term::warning(format!("the {name} expression matched no samples"));
+        }
+    }
+    Ok(profile)
 }
 
 fn report_error(a: &ReportArgs, source: rprof_core::Error) -> CliError {
@@ -43,7 +61,7 @@ fn report_error(a: &ReportArgs, source: rprof_core::Error) -> CliError {
 
 /// `cargo rprof top`.
 pub fn top(a: &TopArgs) -> Result<(), CliError> {
-    let profile = load(&a.report.file)?;
+    let profile = load_filtered(&a.report)?;
     let opts = ReportOptions {
         nodecount: a.nodecount,
         sort_by_cum: a.cum,
@@ -55,14 +73,14 @@ pub fn top(a: &TopArgs) -> Result<(), CliError> {
 
 /// `cargo rprof traces`.
 pub fn traces(a: &ReportArgs) -> Result<(), CliError> {
-    let profile = load(&a.file)?;
+    let profile = load_filtered(a)?;
     let text = report::traces(&profile, &options(a)).map_err(|e| report_error(a, e))?;
     emit(&text)
 }
 
 /// `cargo rprof flamegraph`.
 pub fn flamegraph(a: &FlamegraphArgs) -> Result<(), CliError> {
-    let profile = load(&a.report.file)?;
+    let profile = load_filtered(&a.report)?;
     let opts = ReportOptions {
         title: a.title.clone(),
         ..options(&a.report)

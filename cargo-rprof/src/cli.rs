@@ -120,6 +120,50 @@ pub struct ReportArgs {
         value_name = "NAME"
     )]
     pub sample_index: Option<String>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+}
+
+/// pprof's sample filters, with pprof's meaning (regular expressions match a frame's function
+/// name, its file name, or its binary's path).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Keep only samples with a frame matching REGEX.
+    #[arg(long, value_name = "REGEX")]
+    pub focus: Option<String>,
+    /// Drop samples with a frame matching REGEX.
+    #[arg(long, value_name = "REGEX")]
+    pub ignore: Option<String>,
+    /// Remove frames matching REGEX from the stacks (their time goes to their callers).
+    #[arg(long, value_name = "REGEX")]
+    pub hide: Option<String>,
+    /// Keep only frames matching REGEX in the stacks.
+    #[arg(long, value_name = "REGEX")]
+    pub show: Option<String>,
+    /// Cut each stack above its outermost frame matching REGEX; drop stacks without one.
+    #[arg(long = "show-from", visible_alias = "show_from", value_name = "REGEX")]
+    pub show_from: Option<String>,
+    /// Keep only samples with a label matching KEY=REGEX (or any label value matching REGEX).
+    #[arg(long, value_name = "[KEY=]REGEX")]
+    pub tagfocus: Option<String>,
+    /// Drop samples with a label matching KEY=REGEX (or any label value matching REGEX).
+    #[arg(long, value_name = "[KEY=]REGEX")]
+    pub tagignore: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filters for rprof-core's reports.
+    pub fn filters(&self) -> rprof_core::report::filter::Filters {
+        rprof_core::report::filter::Filters {
+            focus: self.focus.clone(),
+            ignore: self.ignore.clone(),
+            hide: self.hide.clone(),
+            show: self.show.clone(),
+            show_from: self.show_from.clone(),
+            tagfocus: self.tagfocus.clone(),
+            tagignore: self.tagignore.clone(),
+        }
+    }
 }
 
 /// `cargo rprof top`.

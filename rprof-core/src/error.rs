@@ -18,6 +18,9 @@ pub enum Error {
     /// Profiles of different kinds cannot be merged.
     #[error("cannot merge profiles: {0}")]
     Merge(String),
+    /// A report filter that cannot be used (a bad regular expression).
+    #[error("{0}")]
+    Filter(String),
     /// A sample type named on the command line is not in the profile.
     #[error("no sample type `{name}` in this profile (it has: {available})")]
     NoSuchSampleType {

@@ -24,6 +24,8 @@ pub fn flamegraph(
     opts: &ReportOptions,
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
+    let mut keep = None;
+    let profile = super::drawn(profile, opts, &mut keep)?;
     let prepared = Prepared::new(profile);
     let sel = Selected::new(profile, &prepared, opts)?;
     let lines = folded_stacks(&prepared, sel.index);

@@ -17,6 +17,7 @@
 //!
 //! Flame graphs are SVG drawn by inferno from the profile's stacks folded root first.
 
+pub mod filter;
 mod flamegraph;
 mod graph;
 mod units;
@@ -44,6 +45,34 @@ pub struct ReportOptions {
     /// The name shown on the `File:` line of the header (and as a flame graph's subtitle);
     /// `None` shows the profile's main binary, as pprof does.
     pub title: Option<String>,
+    /// pprof's sample filters (`focus`, `ignore`, `hide`, ...), applied before the report.
+    pub filters: filter::Filters,
+}
+
+/// The profile a report draws: `profile` itself, or (with filters) the filtered copy kept in
+/// `keep`.
+fn drawn<'a>(
+    profile: &'a Profile,
+    opts: &ReportOptions,
+    keep: &'a mut Option<Profile>,
+) -> Result<&'a Profile> {
+    if opts.filters.is_empty() {
+        return Ok(profile);
+    }
+    Ok(keep.insert(filter::apply(profile, &opts.filters)?.0))
+}
+
+/// The total pprof's header shows: of the whole profile, filters or not.
+fn unfiltered_total(profile: &Profile, opts: &ReportOptions, sel: &Selected<'_>) -> i64 {
+    if opts.filters.is_empty() {
+        return sel.total;
+    }
+    let prepared = Prepared::new(profile);
+    prepared
+        .samples
+        .iter()
+        .map(|s| s.values.get(sel.index).copied().unwrap_or(0).abs())
+        .sum()
 }
 
 /// One function's flat and cum values for one sample type.
@@ -204,8 +233,12 @@ fn format_time(nanos: i64) -> String {
 /// pprof's `-top` report: the header, then one row per function with flat, flat%, sum%, cum
 /// and cum%, trimmed and sorted as `go tool pprof -top [-cum] [-nodecount=N]` does.
 pub fn top(profile: &Profile, opts: &ReportOptions) -> Result<String> {
+    let original = profile;
+    let mut keep = None;
+    let profile = drawn(original, opts, &mut keep)?;
     let prepared = Prepared::new(profile);
-    let sel = Selected::new(profile, &prepared, opts)?;
+    let mut sel = Selected::new(profile, &prepared, opts)?;
+    sel.total = unfiltered_total(original, opts, &sel);
 
     // pprof's newTrimmedGraph: drop low-cum nodes, then keep the first `nodecount`.
     let mut stats = prepared.graph(sel.index, None);
@@ -242,6 +275,11 @@ pub fn top(profile: &Profile, opts: &ReportOptions) -> Result<String> {
     let format = |v: i64| scaled_label(v, sel.unit, &output_unit);
 
     let mut labels = profile_labels(profile, &sel, opts, &format);
+    let active = opts.filters.active();
+    if !active.is_empty() {
+        labels.push("Active filters:".to_owned());
+        labels.extend(active.iter().map(|f| format!("   {f}")));
+    }
     let flat_sum: i64 = nodes.iter().map(|&n| stats[n].flat).sum();
     labels.push(format!(
         "Showing nodes accounting for {}, {} of {} total",
@@ -356,8 +394,12 @@ fn select_output_unit(nodes: &[usize], stats: &[graph::NodeStat], sel: &Selected
 /// `(inline)`.
 pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
     const SEPARATOR: &str = "-----------+-------------------------------------------------------";
+    let original = profile;
+    let mut keep = None;
+    let profile = drawn(original, opts, &mut keep)?;
     let prepared = Prepared::new(profile);
-    let sel = Selected::new(profile, &prepared, opts)?;
+    let mut sel = Selected::new(profile, &prepared, opts)?;
+    sel.total = unfiltered_total(original, opts, &sel);
     let format = |v: i64| scaled_label(v, sel.unit, "minimum");
     let num_units = num_label_units(profile);
 

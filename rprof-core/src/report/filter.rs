@@ -1,0 +1,457 @@
+//! pprof's sample filters — `focus`, `ignore`, `hide`, `show`, `show_from`, `tagfocus`,
+//! `tagignore` — with pprof's semantics, applied to a profile before any report is built, so
+//! every report sees the same samples.
+//!
+//! - A location *matches* a regular expression when one of its lines' function name or file
+//!   name does, or its mapping's file name does (pprof's `matchesName`).
+//! - `focus` keeps the samples with at least one matching location; `ignore` drops those with
+//!   any; a location matching `ignore` is not counted for `focus`.
+//! - `hide` removes the matching lines from every location (a location left without lines is
+//!   removed from the stacks; a stack left empty drops its sample); `show` keeps only the
+//!   matching lines.
+//! - `show_from` cuts every stack above (rootward of) its outermost matching frame and drops
+//!   samples without one.
+//! - `tagfocus`/`tagignore` take `key=regex` (a string label `key` whose value matches) or
+//!   `regex` (any string label's value matches).
+//!
+//! Order, as pprof's driver applies them: names (focus, ignore, hide, show), then `show_from`,
+//! then tags.
+
+use std::collections::{HashMap, HashSet};
+
+use regex::Regex;
+
+use crate::proto::{Location, Profile, Sample};
+use crate::{Error, Result};
+
+/// The filters as given on the command line (uncompiled, so options compare and print).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// Keep samples with a frame matching this.
+    pub focus: Option<String>,
+    /// Drop samples with a frame matching this.
+    pub ignore: Option<String>,
+    /// Remove matching frames from the stacks.
+    pub hide: Option<String>,
+    /// Keep only matching frames in the stacks.
+    pub show: Option<String>,
+    /// Cut stacks above their outermost matching frame.
+    pub show_from: Option<String>,
+    /// Keep samples with a label matching `key=regex` or `regex`.
+    pub tagfocus: Option<String>,
+    /// Drop samples with a label matching `key=regex` or `regex`.
+    pub tagignore: Option<String>,
+}
+
+impl Filters {
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        self.active().is_empty()
+    }
+
+    /// The set filters as `name=value`, in the order `go tool pprof` lists them under
+    /// "Active filters:".
+    pub fn active(&self) -> Vec<String> {
+        [
+            ("focus", &self.focus),
+            ("ignore", &self.ignore),
+            ("hide", &self.hide),
+            ("show", &self.show),
+            ("show_from", &self.show_from),
+            ("tagfocus", &self.tagfocus),
+            ("tagignore", &self.tagignore),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.as_ref().map(|v| format!("{name}={v}")))
+        .collect()
+    }
+}
+
+fn compile(name: &str, re: &Option<String>) -> Result<Option<Regex>> {
+    re.as_deref()
+        .map(|re| {
+            Regex::new(re).map_err(|e| {
+                // regex's syntax errors draw the pattern over several lines; the last says why.
+                let text = e.to_string();
+                let why = text
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ");
+                Error::Filter(format!("bad --{name} regular expression {re:?}: {why}"))
+            })
+        })
+        .transpose()
+}
+
+impl Filters {
+    /// Check that every regular expression compiles, so a command can fail before it reads
+    /// anything; the error is one line naming the flag.
+    pub fn check(&self) -> Result<()> {
+        for (name, re) in [
+            ("focus", &self.focus),
+            ("ignore", &self.ignore),
+            ("hide", &self.hide),
+            ("show", &self.show),
+            ("show-from", &self.show_from),
+        ] {
+            compile(name, re)?;
+        }
+        TagMatch::new("tagfocus", &self.tagfocus)?;
+        TagMatch::new("tagignore", &self.tagignore)?;
+        Ok(())
+    }
+}
+
+/// A tag filter: a label key (or any) and a regular expression for its string value.
+struct TagMatch {
+    key: Option<String>,
+    value: Regex,
+}
+
+impl TagMatch {
+    fn new(name: &str, spec: &Option<String>) -> Result<Option<TagMatch>> {
+        let Some(spec) = spec else { return Ok(None) };
+        let (key, value) = match spec.split_once('=') {
+            Some((k, v)) if !k.is_empty() => (Some(k.to_owned()), v),
+            _ => (None, spec.as_str()),
+        };
+        let value = compile(name, &Some(value.to_owned()))?.expect("compiled a Some");
+        Ok(Some(TagMatch { key, value }))
+    }
+
+    fn matches(&self, profile: &Profile, sample: &Sample) -> bool {
+        sample.label.iter().any(|l| {
+            l.str != 0
+                && self.key.as_deref().is_none_or(|k| profile.str(l.key) == k)
+                && self.value.is_match(profile.str(l.str))
+        })
+    }
+}
+
+/// What a filter matched, for pprof's "matched no samples" warnings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Matched {
+    /// Names of the filters that matched nothing (e.g. `focus`).
+    pub unmatched: Vec<&'static str>,
+}
+
+/// Apply `filters` to `profile`: a new profile with the kept samples, their stacks cut or
+/// thinned as the filters say. Fails on a bad regular expression.
+pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)> {
+    let mut out = profile.clone();
+    let mut matched = Matched::default();
+    if filters.is_empty() {
+        return Ok((out, matched));
+    }
+    let focus = compile("focus", &filters.focus)?;
+    let ignore = compile("ignore", &filters.ignore)?;
+    let hide = compile("hide", &filters.hide)?;
+    let show = compile("show", &filters.show)?;
+    let show_from = compile("show-from", &filters.show_from)?;
+    let tagfocus = TagMatch::new("tagfocus", &filters.tagfocus)?;
+    let tagignore = TagMatch::new("tagignore", &filters.tagignore)?;
+
+    // Whether a line (by its function) or a location's mapping matches.
+    let line_matches = |re: &Regex, function_id: u64| {
+        profile.function_by_id(function_id).is_some_and(|f| {
+            re.is_match(profile.str(f.name)) || re.is_match(profile.str(f.filename))
+        })
+    };
+    let mapping_matches = |re: &Regex, loc: &Location| {
+        loc.mapping_id != 0
+            && profile
+                .mapping
+                .iter()
+                .find(|m| m.id == loc.mapping_id)
+                .is_some_and(|m| re.is_match(profile.str(m.filename)))
+    };
+    let matches_name = |re: &Regex, loc: &Location| {
+        loc.line.iter().any(|l| line_matches(re, l.function_id)) || mapping_matches(re, loc)
+    };
+
+    // Names: focus, ignore, hide, show (pprof's FilterSamplesByName).
+    let (mut fm, mut im, mut hm, mut sm) = (false, false, false, false);
+    let mut focus_or_ignore: HashMap<u64, bool> = HashMap::new();
+    let mut hidden: HashSet<u64> = HashSet::new();
+    let names_set = focus.is_some() || ignore.is_some() || hide.is_some() || show.is_some();
+    if names_set {
+        for loc in &mut out.location {
+            if ignore.as_ref().is_some_and(|re| matches_name(re, loc)) {
+                im = true;
+                focus_or_ignore.insert(loc.id, false);
+            } else if focus.as_ref().is_none_or(|re| matches_name(re, loc)) {
+                fm = true;
+                focus_or_ignore.insert(loc.id, true);
+            }
+            if let Some(re) = &hide {
+                if matches_name(re, loc) {
+                    hm = true;
+                    if mapping_matches(re, loc) {
+                        loc.line.clear();
+                    } else {
+                        loc.line.retain(|l| !line_matches(re, l.function_id));
+                    }
+                    if loc.line.is_empty() {
+                        hidden.insert(loc.id);
+                    }
+                }
+            }
+            if let Some(re) = &show {
+                if !mapping_matches(re, loc) {
+                    loc.line.retain(|l| line_matches(re, l.function_id));
+                }
+                if loc.line.is_empty() {
+                    hidden.insert(loc.id);
+                } else {
+                    sm = true;
+                }
+            }
+        }
+        out.sample.retain_mut(|s| {
+            let mut focused = false;
+            for id in &s.location_id {
+                match focus_or_ignore.get(id) {
+                    Some(true) => focused = true,
+                    Some(false) => return false,
+                    None => {}
+                }
+            }
+            if !focused {
+                return false;
+            }
+            if !hidden.is_empty() {
+                s.location_id.retain(|id| !hidden.contains(id));
+            }
+            !s.location_id.is_empty()
+        });
+    }
+
+    // show_from: cut each stack above its outermost matching frame.
+    let mut sfm = false;
+    if let Some(re) = &show_from {
+        let mut from: HashSet<u64> = HashSet::new();
+        for loc in &mut out.location {
+            if mapping_matches(re, loc) {
+                from.insert(loc.id);
+            } else if let Some(i) = loc
+                .line
+                .iter()
+                .rposition(|l| line_matches(re, l.function_id))
+            {
+                loc.line.truncate(i + 1);
+                from.insert(loc.id);
+            }
+        }
+        sfm = !from.is_empty();
+        out.sample.retain_mut(
+            |s| match s.location_id.iter().rposition(|id| from.contains(id)) {
+                Some(i) => {
+                    s.location_id.truncate(i + 1);
+                    true
+                }
+                None => false,
+            },
+        );
+    }
+
+    // Tags.
+    let (mut tfm, mut tim) = (false, false);
+    if tagfocus.is_some() || tagignore.is_some() {
+        out.sample.retain(|s| {
+            let focused = tagfocus.as_ref().is_none_or(|t| t.matches(profile, s));
+            let ignored = tagignore.as_ref().is_some_and(|t| t.matches(profile, s));
+            tfm |= focused;
+            tim |= ignored;
+            focused && !ignored
+        });
+    }
+
+    for (name, set, hit) in [
+        ("focus", filters.focus.is_some(), fm),
+        ("ignore", filters.ignore.is_some(), im),
+        ("hide", filters.hide.is_some(), hm),
+        ("show", filters.show.is_some(), sm),
+        ("show_from", filters.show_from.is_some(), sfm),
+        ("tagfocus", filters.tagfocus.is_some(), tfm),
+        ("tagignore", filters.tagignore.is_some(), tim),
+    ] {
+        if set && !hit {
+            matched.unmatched.push(name);
+        }
+    }
+    Ok((out, matched))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{MappingInfo, ProfileBuilder};
+    use crate::proto::Label;
+
+    /// Stacks (leaf first) over functions main, work, helper, libc_fn; `work` and `helper` share
+    /// one location (helper inlined into work). Values: 1, 10, 100, 1000. The last sample is
+    /// labelled test=beta, the others test=alpha.
+    fn profile() -> Profile {
+        let mut b = ProfileBuilder::new(&[("cpu", "nanoseconds")], ("cpu", "nanoseconds"), 1);
+        let m = b.mapping(&MappingInfo {
+            memory_start: 0x1000,
+            memory_limit: 0x9000,
+            filename: "/bin/app".into(),
+            symbolized: true,
+            ..Default::default()
+        });
+        let f = |b: &mut ProfileBuilder, name: &str| b.function(name, name, "src/app.rs", 1);
+        let (main, work, helper, libc) = (
+            f(&mut b, "main"),
+            f(&mut b, "app::work"),
+            f(&mut b, "app::helper"),
+            f(&mut b, "libc_fn"),
+        );
+        let l_main = b.location(m, 0x1100, &[(main, 1)]);
+        let l_work = b.location(m, 0x1200, &[(helper, 2), (work, 3)]);
+        let l_libc = b.location(m, 0x1300, &[(libc, 4)]);
+        let test = b.string("test");
+        let label = |b: &mut ProfileBuilder, v: &str| Label {
+            key: test,
+            str: b.string(v),
+            num: 0,
+            num_unit: 0,
+        };
+        for (stack, value, who) in [
+            (vec![l_main], 1, "alpha"),
+            (vec![l_work, l_main], 10, "alpha"),
+            (vec![l_libc, l_work, l_main], 100, "alpha"),
+            (vec![l_libc, l_main], 1000, "beta"),
+        ] {
+            let l = label(&mut b, who);
+            b.add_labeled_sample(&stack, &[value], vec![l]);
+        }
+        b.build()
+    }
+
+    fn total(p: &Profile) -> i64 {
+        p.sample.iter().map(|s| s.value[0]).sum()
+    }
+
+    fn run(f: Filters) -> (Profile, Matched) {
+        apply(&profile(), &f).unwrap()
+    }
+
+    /// Function names of a sample's stack, leaf first, inlined frames expanded.
+    fn names(p: &Profile, s: &Sample) -> Vec<String> {
+        s.location_id
+            .iter()
+            .flat_map(|&id| p.location_by_id(id).unwrap().line.clone())
+            .map(|l| {
+                p.str(p.function_by_id(l.function_id).unwrap().name)
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn focus_and_ignore_keep_and_drop_whole_samples() {
+        let some = |s: &str| Some(s.to_owned());
+        let (p, m) = run(Filters {
+            focus: some("helper"),
+            ..Default::default()
+        });
+        assert_eq!((total(&p), m.unmatched.len()), (110, 0));
+        let (p, _) = run(Filters {
+            ignore: some("libc"),
+            ..Default::default()
+        });
+        assert_eq!(total(&p), 11);
+        // A location matching ignore does not count for focus.
+        let (p, _) = run(Filters {
+            focus: some("libc|work"),
+            ignore: some("libc"),
+            ..Default::default()
+        });
+        assert_eq!(total(&p), 10);
+        // The mapping's file name matches too.
+        let (p, _) = run(Filters {
+            focus: some("^/bin/app$"),
+            ..Default::default()
+        });
+        assert_eq!(total(&p), 1111);
+        let (p, m) = run(Filters {
+            focus: some("nothing"),
+            ..Default::default()
+        });
+        assert_eq!((total(&p), m.unmatched), (0, vec!["focus"]));
+    }
+
+    #[test]
+    fn hide_and_show_thin_the_stacks() {
+        let some = |s: &str| Some(s.to_owned());
+        let (p, _) = run(Filters {
+            hide: some("helper"),
+            ..Default::default()
+        });
+        assert_eq!(total(&p), 1111);
+        assert_eq!(names(&p, &p.sample[1]), ["app::work", "main"]);
+        let (p, _) = run(Filters {
+            show: some("^app::"),
+            ..Default::default()
+        });
+        // Samples left without frames are dropped: only the two through work remain.
+        assert_eq!(total(&p), 110);
+        assert_eq!(names(&p, &p.sample[1]), ["app::helper", "app::work"]);
+    }
+
+    #[test]
+    fn show_from_cuts_above_the_outermost_match() {
+        let (p, _) = run(Filters {
+            show_from: Some("work|libc".into()),
+            ..Default::default()
+        });
+        assert_eq!(total(&p), 1110);
+        let stacks: Vec<Vec<String>> = p.sample.iter().map(|s| names(&p, s)).collect();
+        assert_eq!(
+            stacks,
+            [
+                vec!["app::helper", "app::work"],
+                vec!["libc_fn", "app::helper", "app::work"],
+                vec!["libc_fn"],
+            ]
+        );
+    }
+
+    #[test]
+    fn tags_match_by_key_or_any_value() {
+        let (p, _) = run(Filters {
+            tagfocus: Some("test=^beta$".into()),
+            ..Default::default()
+        });
+        assert_eq!(total(&p), 1000);
+        let (p, _) = run(Filters {
+            tagignore: Some("alp".into()),
+            ..Default::default()
+        });
+        assert_eq!(total(&p), 1000);
+        let (p, m) = run(Filters {
+            tagfocus: Some("other=.".into()),
+            ..Default::default()
+        });
+        assert_eq!((total(&p), m.unmatched), (0, vec!["tagfocus"]));
+    }
+
+    #[test]
+    fn a_bad_expression_is_one_line_naming_its_flag() {
+        let e = Filters {
+            hide: Some("(".into()),
+            ..Default::default()
+        }
+        .check()
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, r#"bad --hide regular expression "(": unclosed group"#);
+        assert_eq!(
+            Filters::default().active(),
+            Vec::<String>::new(),
+            "no filter, no header lines"
+        );
+    }
+}
