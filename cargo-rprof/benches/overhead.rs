@@ -133,20 +133,6 @@ fn work(units: u64, seed: u64) -> u64 {
     acc
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let threads: u64 = args[1].parse().unwrap();
-    let units: u64 = args[2].parse().unwrap();
-    let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| std::thread::spawn(move || work(units, t)))
-        .collect();
-    let sum = handles
-        .into_iter()
-        .fold(0u64, |a, h| a.wrapping_add(h.join().unwrap()));
-    let elapsed = start.elapsed().as_nanos();
-    println!("{sum} {elapsed}");
-}
 "#;
 
 /// The `alloc` workload: malloc/free-dominated, under the same ~20-deep stack. Each leaf call
@@ -210,6 +196,10 @@ fn work(units: u64, seed: u64) -> u64 {
     acc
 }
 
+"#;
+
+/// The `main` both workloads share: `work(units, seed)` on `<threads>` threads, timed.
+const WORKLOAD_MAIN: &str = r#"
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: u64 = args[1].parse().unwrap();
@@ -251,11 +241,12 @@ impl Workload {
         }
     }
 
-    fn source(self) -> &'static str {
-        match self {
+    fn source(self) -> String {
+        let body = match self {
             Workload::Hash => HASH_WORKLOAD,
             Workload::Alloc => ALLOC_WORKLOAD,
-        }
+        };
+        format!("{body}{WORKLOAD_MAIN}")
     }
 
     /// Whether its profiles are checked for stacks reaching a thread's entry.
@@ -372,7 +363,7 @@ fn bench(
     for &workload in workloads {
         let wdir = dir.join(workload.name());
         std::fs::create_dir_all(&wdir).map_err(|e| format!("{}: {e}", wdir.display()))?;
-        let exe = build_workload(&wdir, workload.source())?;
+        let exe = build_workload(&wdir, &workload.source())?;
         let units = calibrate(&exe, seconds)?;
         println!(
             "workload {}: {units} units per thread (~{seconds} s per thread)",

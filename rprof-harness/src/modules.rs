@@ -316,7 +316,11 @@ static WATCHING: AtomicBool = AtomicBool::new(false);
 /// Start the watcher thread (once): it rebuilds the table every [`WATCH_PERIOD`] when objects
 /// were loaded or unloaded, and at once when a walk met an unknown address. Not for handlers.
 pub fn start_watcher() {
-    if POOL.get().is_none() || WATCHING.swap(true, Ordering::AcqRel) {
+    // A load first: this runs at every thread creation, the swap only the first time.
+    if POOL.get().is_none()
+        || WATCHING.load(Ordering::Acquire)
+        || WATCHING.swap(true, Ordering::AcqRel)
+    {
         return;
     }
     let spawned = thread::with_harness_guard(|| {
@@ -338,7 +342,9 @@ pub fn start_watcher() {
 /// outside glibc's malloc and inside the harness guard, so the table's own allocations are
 /// neither profiled nor re-entrant. Not for signal handlers.
 pub fn refresh_if_news() {
+    // Plain loads first: this runs on every sampled allocation, the swap only with news.
     if !WATCHING.load(Ordering::Acquire)
+        && NEWS.load(Ordering::Relaxed) != 0
         && POOL.get().is_some()
         && NEWS.swap(0, Ordering::AcqRel) != 0
     {

@@ -156,10 +156,6 @@ fn write_profiles() {
         if let Err(e) = rprof_core::codec::write_file(path, &profile) {
             eprintln!("rprof: cannot write the {what} profile: {e}");
         }
-        // The vDSO is no file: keep its image beside the profile, for symbolization.
-        if let Some(dir) = path.parent() {
-            let _ = maps::keep_vdso(dir);
-        }
     };
     match (&settings.cpu_profile, cpu) {
         (Some(path), Some(Ok(data))) => write(path, raw::cpu_profile(&data, &objects), "cpu"),
@@ -176,6 +172,21 @@ fn write_profiles() {
         let data = mem::snapshot();
         let wrapped = crate::alloc::wrapper_used();
         write(path, raw::mem_profile(&data, &objects, wrapped), "memory");
+    }
+    // The vDSO is no file: keep its image beside the profiles (once per folder), for
+    // symbolization.
+    let mut dirs: Vec<&std::path::Path> = [
+        &settings.cpu_profile,
+        &settings.mem_profile,
+        &settings.block_profile,
+        &settings.mutex_profile,
+    ]
+    .into_iter()
+    .filter_map(|p| p.as_deref()?.parent())
+    .collect();
+    dirs.dedup();
+    for dir in dirs {
+        let _ = maps::keep_vdso(dir);
     }
 }
 

@@ -182,10 +182,12 @@ fn cfi_walk(
             _ => break,
         }
     }
-    // A walk that stopped short at (or started from) an address outside every known object
-    // has met a library loaded since the table was built: have the table rebuilt now.
+    // A walk that stopped short at (or, from a signal, started from) an address outside every
+    // known object has met a library loaded since the table was built: have the table rebuilt
+    // now. A capture starts in the harness's own code, always known.
     let last = out[n - 1].wrapping_sub(1);
-    if !table.is_code(regs.pc) || (!complete && n < MAX_DEPTH && !table.is_code(last)) {
+    if (!in_body && !table.is_code(regs.pc)) || (!complete && n < MAX_DEPTH && !table.is_code(last))
+    {
         crate::modules::note_unknown_address();
     }
     n
