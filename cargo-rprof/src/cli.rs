@@ -44,6 +44,12 @@ pub enum Command {
     Traces(ReportArgs),
     /// Write a flame graph (SVG) of a profile.
     Flamegraph(FlamegraphArgs),
+    /// Print the source of functions matching REGEX with flat/cum per line, like
+    /// `go tool pprof -list=REGEX`.
+    List(ListArgs),
+    /// Print the instructions of functions matching REGEX with flat/cum per address, like
+    /// `go tool pprof -disasm=REGEX`.
+    Disasm(DisasmArgs),
 }
 
 const PASS_THROUGH_HELP: &str = "\
@@ -190,6 +196,46 @@ pub struct FlamegraphArgs {
     /// Title of the graph (default: the profile's type and file name).
     #[arg(long)]
     pub title: Option<String>,
+}
+
+/// `cargo rprof list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Regular expression selecting the functions to list (matched against function names).
+    #[arg(value_name = "REGEX")]
+    pub regex: String,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Directories to search relative source paths in, separated by `:` (default: the current
+    /// directory and its parents), as pprof's -source_path.
+    #[arg(
+        long = "source-path",
+        visible_alias = "source_path",
+        value_name = "DIRS"
+    )]
+    pub source_path: Option<String>,
+    /// Path prefixes to cut from the profile's source paths before searching, separated by
+    /// `:`, as pprof's -trim_path.
+    #[arg(
+        long = "trim-path",
+        visible_alias = "trim_path",
+        value_name = "PREFIXES"
+    )]
+    pub trim_path: Option<String>,
+}
+
+/// `cargo rprof disasm`.
+#[derive(Debug, Clone, Args)]
+pub struct DisasmArgs {
+    /// Regular expression selecting the symbols to disassemble (matched against the binary's
+    /// symbol names, mangled or demangled).
+    #[arg(value_name = "REGEX")]
+    pub regex: String,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Print instructions in Intel syntax instead of AT&T (GNU as, objdump's default).
+    #[arg(long = "intel-syntax", visible_alias = "intel_syntax")]
+    pub intel_syntax: bool,
 }
 
 /// rprof's own flags of `test` and `bench` that take a value.
@@ -345,6 +391,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
         Command::Top(a) => analyze::top(a).map(|()| 0),
         Command::Traces(a) => analyze::traces(a).map(|()| 0),
         Command::Flamegraph(a) => analyze::flamegraph(a).map(|()| 0),
+        Command::List(a) => analyze::list::list(a).map(|()| 0),
+        Command::Disasm(a) => analyze::disasm::disasm(a).map(|()| 0),
     }
 }
 

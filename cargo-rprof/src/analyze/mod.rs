@@ -8,6 +8,9 @@ use rprof_core::{codec, Profile};
 
 use crate::cli::{FlamegraphArgs, ReportArgs, TopArgs};
 
+pub mod disasm;
+pub mod list;
+
 /// Print a report; a closed pipe (`| head`) ends the output quietly, as with other tools.
 fn emit(text: &str) -> Result<(), CliError> {
     use std::io::Write;

@@ -20,6 +20,7 @@
 pub mod filter;
 mod flamegraph;
 mod graph;
+pub mod list;
 mod units;
 
 use std::collections::BTreeMap;
