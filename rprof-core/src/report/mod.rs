@@ -17,6 +17,8 @@
 //!
 //! Flame graphs are SVG drawn by inferno from the profile's stacks folded root first.
 
+#[cfg(feature = "disasm")]
+pub mod disasm;
 pub mod filter;
 mod flamegraph;
 mod graph;

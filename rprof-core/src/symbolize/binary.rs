@@ -95,6 +95,11 @@ impl Binary {
         self
     }
 
+    /// The file's bytes.
+    pub(super) fn data(&self) -> &[u8] {
+        &self.map
+    }
+
     /// The file's GNU build id, lowercase hex.
     pub(super) fn build_id(&self) -> Option<&str> {
         self.build_id.as_deref()

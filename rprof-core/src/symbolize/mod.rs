@@ -83,6 +83,48 @@ pub fn build_id(path: &Path) -> Result<Option<String>> {
     loader::build_id_hex(path, &file)
 }
 
+/// A binary opened for a report that reads its code (`disasm`): its bytes, the translation of
+/// a process's addresses into the file's, and the DWARF frames of an instruction. Loaded as the
+/// symbolizer loads binaries (separate debug files included).
+pub(crate) struct CodeBinary {
+    binary: Binary,
+}
+
+impl CodeBinary {
+    /// Map and index the ELF file at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        Ok(CodeBinary {
+            binary: loader::load(path)?,
+        })
+    }
+
+    /// The file's bytes.
+    pub(crate) fn data(&self) -> &[u8] {
+        self.binary.data()
+    }
+
+    /// The file's GNU build id, lowercase hex.
+    pub(crate) fn build_id(&self) -> Option<&str> {
+        self.binary.build_id()
+    }
+
+    /// The ELF virtual address of `addr` in a process that mapped the file's `file_offset` at
+    /// `memory_start`.
+    pub(crate) fn vaddr(&self, memory_start: u64, file_offset: u64, addr: u64) -> Option<u64> {
+        self.binary.vaddr(memory_start, file_offset, addr)
+    }
+
+    /// The frames of the instruction at ELF address `vaddr`, innermost inlined first.
+    pub(crate) fn frames(&mut self, vaddr: u64) -> &[Frame] {
+        self.binary.frames(vaddr)
+    }
+}
+
+/// A symbol's name for people: Rust paths without the hash, anything else unchanged.
+pub(crate) fn demangle(raw: &str) -> String {
+    binary::demangle(raw)
+}
+
 /// How the locations of one input mapping are symbolized.
 enum Plan {
     /// Keep the locations as they are (already symbolized, or the binary is unusable).
