@@ -495,6 +495,49 @@ mod tests {
     }
 
     #[test]
+    fn list_and_disasm_take_the_regex_first() {
+        match parse(os(&[
+            "cargo-rprof",
+            "list",
+            "hot_.*",
+            "cpu.prof",
+            "--source-path",
+            "/src:/other",
+            "--trim_path",
+            "/rustc/abc",
+            "--focus",
+            "x",
+        ]))
+        .unwrap()
+        {
+            Command::List(l) => {
+                assert_eq!(l.regex, "hot_.*");
+                assert_eq!(l.report.file, PathBuf::from("cpu.prof"));
+                assert_eq!(l.source_path.as_deref(), Some("/src:/other"));
+                assert_eq!(l.trim_path.as_deref(), Some("/rustc/abc"));
+                assert_eq!(l.report.filters.focus.as_deref(), Some("x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(os(&[
+            "cargo-rprof",
+            "disasm",
+            "f",
+            "cpu.prof",
+            "--intel-syntax",
+        ]))
+        .unwrap()
+        {
+            Command::Disasm(d) => {
+                assert_eq!(d.regex, "f");
+                assert!(d.intel_syntax);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(os(&["cargo-rprof", "list", "only_a_regex"])).is_err());
+    }
+
+    #[test]
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
         CargoCli::command().debug_assert();
