@@ -41,14 +41,11 @@ pub struct Filters {
     pub tagfocus: Option<String>,
     /// Drop samples with a label matching `key=regex` or `regex`.
     pub tagignore: Option<String>,
+    /// Cut stacks below (leafward of) their innermost frame whose function matches.
+    pub prune_from: Option<String>,
 }
 
 impl Filters {
-    /// Whether no filter is set.
-    pub fn is_empty(&self) -> bool {
-        self.active().is_empty()
-    }
-
     /// The set filters as `name=value`, in the order `go tool pprof` lists them under
     /// "Active filters:".
     pub fn active(&self) -> Vec<String> {
@@ -64,6 +61,12 @@ impl Filters {
         .into_iter()
         .filter_map(|(name, v)| v.as_ref().map(|v| format!("{name}={v}")))
         .collect()
+    }
+
+    /// Whether no filter at all is set, `prune_from` (which pprof does not list as active)
+    /// included.
+    pub fn is_empty(&self) -> bool {
+        self.active().is_empty() && self.prune_from.is_none()
     }
 }
 
@@ -94,6 +97,7 @@ impl Filters {
             ("hide", &self.hide),
             ("show", &self.show),
             ("show-from", &self.show_from),
+            ("prune-from", &self.prune_from),
         ] {
             compile(name, re)?;
         }
@@ -151,6 +155,7 @@ pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)>
     let show_from = compile("show-from", &filters.show_from)?;
     let tagfocus = TagMatch::new("tagfocus", &filters.tagfocus)?;
     let tagignore = TagMatch::new("tagignore", &filters.tagignore)?;
+    let prune_from = compile("prune-from", &filters.prune_from)?;
 
     // Whether a line (by its function) or a location's mapping matches.
     let line_matches = |re: &Regex, function_id: u64| {
@@ -267,6 +272,10 @@ pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)>
         });
     }
 
+    if let Some(re) = &prune_from {
+        prune_beneath(&mut out, re);
+    }
+
     for (name, set, hit) in [
         ("focus", filters.focus.is_some(), fm),
         ("ignore", filters.ignore.is_some(), im),
@@ -281,6 +290,54 @@ pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)>
         }
     }
     Ok((out, matched))
+}
+
+/// pprof's `PruneFrom`: in each location, drop the frames inlined below the first frame whose
+/// (simplified) function name matches; in each stack, drop the locations below the innermost
+/// such location.
+fn prune_beneath(profile: &mut Profile, re: &Regex) {
+    let mut from: HashSet<u64> = HashSet::new();
+    let names: HashMap<u64, String> = profile
+        .function
+        .iter()
+        .map(|f| (f.id, profile.str(f.name).to_owned()))
+        .collect();
+    for loc in &mut profile.location {
+        let hit = loc.line.iter().position(|l| {
+            names
+                .get(&l.function_id)
+                .is_some_and(|n| !n.is_empty() && re.is_match(simplify_function(n)))
+        });
+        if let Some(i) = hit {
+            loc.line.drain(..i);
+            from.insert(loc.id);
+        }
+    }
+    for s in &mut profile.sample {
+        if let Some(i) = s.location_id.iter().position(|id| from.contains(id)) {
+            s.location_id.drain(..i);
+        }
+    }
+}
+
+/// pprof's `simplifyFunc`: a name up to its argument list (the first `(` that does not start
+/// `(anonymous namespace)` or `operator()`), without a leading `.`.
+fn simplify_function(name: &str) -> &str {
+    let name = name.strip_prefix('.').unwrap_or(name);
+    let mut at = 0;
+    while let Some(i) = name[at..].find(['(', 'o']).map(|i| at + i) {
+        let rest = &name[i..];
+        if rest.starts_with("(anonymous namespace)") {
+            at = i + "(anonymous namespace)".len();
+        } else if rest.starts_with("operator()") {
+            at = i + "operator()".len();
+        } else if rest.starts_with('(') {
+            return &name[..i];
+        } else {
+            at = i + 1;
+        }
+    }
+    name
 }
 
 #[cfg(test)]
