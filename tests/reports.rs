@@ -202,6 +202,10 @@ fn filters_match_go_pprof() {
         "-top -focus=mem_sites {mem}" => "top --focus mem_sites {mem}",
         "-top -lines -focus=mem_sites {mem}" => "top --lines --focus mem_sites {mem}",
         "-top -hide=std:: {block}" => "top --hide std:: {block}",
+        "-top -tagfocus=bytes=1kB:64kB {mem}" => "top --tagfocus bytes=1kB:64kB {mem}",
+        "-top -tagignore=bytes=:2kB {mem}" => "top --tagignore bytes=:2kB {mem}",
+        "-top -tagfocus=4MB: {mem}" => "top --tagfocus 4MB: {mem}",
+        "-traces -tagfocus=1kb:4mb {mem}" => "traces --tagfocus 1kb:4mb {mem}",
     ]);
 }
 

@@ -830,7 +830,7 @@ pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
 
 /// pprof's `NumLabelUnits`: each numeric label key's unit is the first unit given for it
 /// anywhere in the profile, else `bytes` for `alignment` and `request`, else the key itself.
-fn num_label_units(profile: &Profile) -> BTreeMap<&str, String> {
+pub(crate) fn num_label_units(profile: &Profile) -> BTreeMap<&str, String> {
     let mut units: BTreeMap<&str, String> = BTreeMap::new();
     for s in &profile.sample {
         for l in &s.label {
