@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 
 use rprof_core::report::disasm::{self, Binaries};
 
-use super::{emit, load_filtered, options, report_error};
+use super::{emit, load_report_input, options, report_error};
 use crate::cli::DisasmArgs;
 use crate::CliError;
 
 /// `cargo rprof disasm`.
 pub fn disasm(a: &DisasmArgs) -> Result<(), CliError> {
     rprof_core::report::list::check_regex(&a.regex).map_err(|e| CliError::Usage(e.to_string()))?;
-    let profile = load_filtered(&a.report)?;
+    let profile = load_report_input(&a.report)?;
     let binaries = Binaries {
         resolve: &kept_binary,
         intel_syntax: a.intel_syntax,

@@ -3,14 +3,14 @@
 
 use rprof_core::report::list::{self, RustSrc, SourceSearch};
 
-use super::{emit, load_filtered, options, report_error};
+use super::{emit, load_report_input, options, report_error};
 use crate::cli::ListArgs;
 use crate::CliError;
 
 /// `cargo rprof list`.
 pub fn list(a: &ListArgs) -> Result<(), CliError> {
     list::check_regex(&a.regex).map_err(|e| CliError::Usage(e.to_string()))?;
-    let profile = load_filtered(&a.report)?;
+    let profile = load_report_input(&a.report)?;
     let sources = SourceSearch::new(
         a.source_path.clone(),
         a.trim_path.clone(),

@@ -20,6 +20,7 @@
 //! - Each row shows, when it changed from the row above, the instruction's function and
 //!   `file:line` (the innermost inlined frame, from DWARF, as `objdump --line-numbers` gives
 //!   it; from the samples when DWARF has none).
+//! - The granularity option does not apply (pprof forces `addresses`); `unit` does.
 //!
 //! Differences from `go tool pprof -disasm` (Go 1.19):
 //! - Instruction text is AT&T syntax as GNU objdump prints it (or Intel with
@@ -45,7 +46,7 @@ use iced_x86::{
 use object::{Object, ObjectSection, ObjectSymbol};
 use regex::Regex;
 
-use super::graph::{base_name, Prepared};
+use super::graph::{base_name, MergedSample, Prepared};
 use super::list::{clean, compile_symbol};
 use super::units::{percentage, scaled_label};
 use super::{drawn, unfiltered_total, ReportOptions, Selected};
@@ -77,6 +78,8 @@ pub struct Disassembly {
     pub total: i64,
     /// The sample type's unit.
     pub unit: String,
+    /// The unit values are printed in (`minimum` picks per value, as pprof's default).
+    pub output_unit: String,
     /// The symbols, sorted by name then address.
     pub symbols: Vec<SymbolListing>,
     /// One line per binary that could not be read (missing, another build, not ELF).
@@ -160,7 +163,7 @@ struct AddrNode {
     cum: i64,
 }
 
-fn address_graph(profile: &Profile, index: usize) -> Vec<AddrNode> {
+fn address_graph(profile: &Profile, samples: &[MergedSample<'_>], index: usize) -> Vec<AddrNode> {
     let mut nodes: Vec<AddrNode> = Vec::new();
     let mut ids: HashMap<AddrKey, usize> = HashMap::new();
     let mut loc_node: HashMap<u64, usize> = HashMap::new();
@@ -201,14 +204,13 @@ fn address_graph(profile: &Profile, index: usize) -> Vec<AddrNode> {
         });
         loc_node.insert(loc.id, n);
     }
-    let prepared = Prepared::new(profile);
     let mut seen = vec![usize::MAX; nodes.len()];
-    for (sample_no, sample) in prepared.samples.iter().enumerate() {
+    for (sample_no, sample) in samples.iter().enumerate() {
         let w = sample.values.get(index).copied().unwrap_or(0);
         if w == 0 {
             continue;
         }
-        for &loc in sample.locations {
+        for &loc in sample.locations.iter() {
             if let Some(&n) = loc_node.get(&loc) {
                 if seen[n] != sample_no {
                     seen[n] = sample_no;
@@ -398,8 +400,7 @@ pub fn disassembly(
     let prepared = Prepared::new(profile);
     let mut sel = Selected::new(profile, &prepared, opts)?;
     sel.total = unfiltered_total(original, opts, &sel);
-    drop(prepared);
-    let nodes = address_graph(profile, sel.index);
+    let nodes = address_graph(profile, &prepared.samples, sel.index);
 
     let objfile = |mapping: u64| {
         profile
@@ -472,15 +473,18 @@ pub fn disassembly(
     symbols.sort_by(|a, b| a.name.cmp(&b.name).then(a.start.cmp(&b.start)));
     if symbols.is_empty() {
         if let Some(why) = warnings.first() {
-            return Err(Error::Filter(format!(
+            return Err(Error::NoMatch(format!(
                 "no matches found for regexp: {regex} ({why})"
             )));
         }
-        return Err(Error::NoMatch(regex.to_owned()));
+        return Err(Error::NoMatch(format!(
+            "no matches found for regexp: {regex}"
+        )));
     }
     Ok(Disassembly {
         total: sel.total,
         unit: sel.unit.to_owned(),
+        output_unit: opts.unit.clone().unwrap_or_else(|| "minimum".to_owned()),
         symbols,
         warnings,
     })
@@ -568,7 +572,7 @@ impl Disassembly {
     /// `ROUTINE` line, the `(flat, cum)` line and one row per instruction with its location
     /// when that changed (on the row when the instruction is short, above it when not).
     pub fn render(&self) -> String {
-        let format = |v: i64| scaled_label(v, &self.unit, "minimum");
+        let format = |v: i64| scaled_label(v, &self.unit, &self.output_unit);
         let dot = |v: i64| if v == 0 { ".".to_owned() } else { format(v) };
         let mut out = String::new();
         let _ = writeln!(out, "Total: {}", format(self.total));

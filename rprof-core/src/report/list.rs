@@ -12,6 +12,7 @@
 //!   the first sampled line when the profile has none) to 5 lines after its last sampled line,
 //!   cut at the end of the file.
 //! - The header's total is the whole profile's, before any filter (pprof's `Total:`).
+//! - The granularity option does not apply (pprof forces `lines`); `unit` does.
 //! - Sources are read from the paths in the profile: an absolute path as is, a relative one
 //!   under each directory of the source path (the current directory by default) and their
 //!   parents; pprof's `-trim_path` and its heuristic that cuts a path up to the source path's
@@ -34,7 +35,7 @@ use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
 
-use super::graph::Prepared;
+use super::graph::{MergedSample, Prepared};
 use super::units::{percentage, scaled_label};
 use super::{drawn, unfiltered_total, ReportOptions, Selected};
 use crate::proto::Profile;
@@ -390,7 +391,12 @@ struct LineGraph {
     cum: Vec<i64>,
 }
 
-fn line_graph(profile: &Profile, index: usize, sources: &SourceSearch) -> LineGraph {
+fn line_graph(
+    profile: &Profile,
+    samples: &[MergedSample<'_>],
+    index: usize,
+    sources: &SourceSearch,
+) -> LineGraph {
     let mut g = LineGraph {
         keys: Vec::new(),
         flat: Vec::new(),
@@ -463,9 +469,8 @@ fn line_graph(profile: &Profile, index: usize, sources: &SourceSearch) -> LineGr
             .collect();
         loc_nodes.insert(loc.id, nodes);
     }
-    let prepared = Prepared::new(profile);
     let mut seen: HashSet<usize> = HashSet::new();
-    for sample in &prepared.samples {
+    for sample in samples {
         let w = sample.values.get(index).copied().unwrap_or(0);
         if w == 0 {
             continue;
@@ -536,13 +541,13 @@ fn collect(
     let prepared = Prepared::new(profile);
     let mut sel = Selected::new(profile, &prepared, opts)?;
     sel.total = unfiltered_total(original, opts, &sel);
-    drop(prepared);
     let header = Header {
         total: sel.total,
         unit: sel.unit.to_owned(),
+        output_unit: opts.unit.clone().unwrap_or_else(|| "minimum".to_owned()),
     };
 
-    let g = line_graph(profile, sel.index, sources);
+    let g = line_graph(profile, &prepared.samples, sel.index, sources);
     // Function name -> file -> nodes.
     let mut functions: BTreeMap<&str, BTreeMap<&str, Vec<usize>>> = BTreeMap::new();
     for (n, key) in g.keys.iter().enumerate() {
@@ -557,7 +562,9 @@ fn collect(
             .push(n);
     }
     if functions.is_empty() {
-        return Err(Error::NoMatch(regex.to_owned()));
+        return Err(Error::NoMatch(format!(
+            "no matches found for regexp: {regex}"
+        )));
     }
     let mut out = Vec::new();
     for (name, files) in functions {
@@ -658,6 +665,8 @@ fn listing(
 struct Header {
     total: i64,
     unit: String,
+    /// The `--unit` values are printed in.
+    output_unit: String,
 }
 
 /// pprof's `-list` report as text: `Total:`, then for each listing a `ROUTINE` line, the
@@ -671,7 +680,7 @@ pub fn list(
 ) -> Result<String> {
     use std::fmt::Write as _;
     let (header, listings) = collect(profile, opts, regex, sources)?;
-    let format = |v: i64| scaled_label(v, &header.unit, "minimum");
+    let format = |v: i64| scaled_label(v, &header.unit, &header.output_unit);
     let dot = |v: i64| if v == 0 { ".".to_owned() } else { format(v) };
     let mut out = String::new();
     let _ = writeln!(out, "Total: {}", format(header.total));

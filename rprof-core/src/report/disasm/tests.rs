@@ -218,6 +218,7 @@ fn long_instructions_get_their_location_on_a_line_above() {
     let d = Disassembly {
         total: 10,
         unit: "count".into(),
+        output_unit: "minimum".into(),
         symbols: vec![SymbolListing {
             name: "f".into(),
             binary: PathBuf::from("/bin/x"),
