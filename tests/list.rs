@@ -11,6 +11,9 @@
 //!   position-independent binary in its symbols, so that comparison uses a build of the fixture
 //!   with `-C relocation-model=static`; on the usual PIE build the rows are checked against
 //!   `objdump`'s instruction addresses.
+//!
+//! The fixtures are shared copies under `target/rprof-e2e/list-*`, so the next run reuses their
+//! builds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,8 +105,18 @@ fn compare_lists(go_bin: &Path, file: &Path, cases: &[ListCase<'_>]) {
     }
 }
 
-fn cpu_fixture(extra_config: Option<&str>) -> Fixture {
-    let fixture = Fixture::copy("cpu_split");
+/// A fixture kept for the next run (its `target/` is reused): shared copies are never dropped.
+fn shared(name: &str, tag: &str) -> &'static Fixture {
+    Box::leak(Box::new(Fixture::shared(name, tag)))
+}
+
+fn cpu_fixture(extra_config: Option<&str>) -> &'static Fixture {
+    let tag = if extra_config.is_some() {
+        "list-static"
+    } else {
+        "list"
+    };
+    let fixture = shared("cpu_split", tag);
     if let Some(config) = extra_config {
         std::fs::create_dir_all(fixture.path(".cargo")).unwrap();
         std::fs::write(fixture.path(".cargo/config.toml"), config).unwrap();
@@ -154,7 +167,7 @@ fn cpu_list_and_disasm() {
     // Acceptance: a standard library function shows its source from rust-src when installed.
     std_function_source(&p, &file);
 
-    disasm_rows_are_objdumps_instructions(&fixture, &file);
+    disasm_rows_are_objdumps_instructions(fixture, &file);
 
     let Some(go_bin) = go_tool() else { return };
     compare_lists(
@@ -431,8 +444,8 @@ fn disasm_rows_match_go_pprof_on_a_non_pie_build() {
 }
 
 #[test]
-fn memory_and_block_lists_match_go_pprof() {
-    let mem = Fixture::copy("mem_sites");
+fn memory_block_and_merged_lists_match_go_pprof() {
+    let mem = shared("mem_sites", "list");
     run(mem.rprof(&[
         "test",
         "--memprofile",
@@ -443,7 +456,7 @@ fn memory_and_block_lists_match_go_pprof() {
         "exact",
     ]))
     .expect_code(0);
-    let sync = Fixture::copy("sync_waits");
+    let sync = shared("sync_waits", "list");
     run(sync.rprof(&[
         "test",
         "--blockprofile",
@@ -452,7 +465,26 @@ fn memory_and_block_lists_match_go_pprof() {
         "mutex_contention",
     ]))
     .expect_code(0);
+    // Two test binaries: one profile merged from both.
+    let multi = shared("multi", "list");
+    run(multi.rprof(&[
+        "test",
+        "--cpuprofile",
+        "cpu.prof",
+        "--cpuprofilerate",
+        "1000",
+    ]))
+    .expect_code(0);
     let Some(go_bin) = go_tool() else { return };
+    compare_lists(
+        &go_bin,
+        &multi.path("cpu.prof"),
+        &[ListCase {
+            regex: ".",
+            flags: &[],
+            std: true,
+        }],
+    );
     compare_lists(
         &go_bin,
         &mem.path("mem.prof"),

@@ -267,9 +267,8 @@ fn matching_symbols(data: &[u8], symbol: &Regex, address: Option<u64>) -> Vec<El
             continue;
         }
         let end = start + size - 1;
-        let name = if address.is_some_and(|a| start <= a && a < start + size) {
-            Some(raw.to_owned())
-        } else if symbol.is_match(raw) {
+        let holds_address = address.is_some_and(|a| start <= a && a < start + size);
+        let name = if holds_address || symbol.is_match(raw) {
             Some(raw.to_owned())
         } else {
             let demangled = demangle(raw);
