@@ -383,6 +383,18 @@ fn disasm_rows_are_objdumps_instructions(fixture: &Fixture, file: &Path) {
     }
     assert_eq!(got, before, "{text}");
     assert!(flat_rows > 0, "samples in hot_three's instructions: {text}");
+
+    // The build in target/ gone (rebuilt, cleaned): the copy `cargo rprof test` kept is read.
+    let moved = binary.with_extension("moved-away");
+    std::fs::rename(&binary, &moved).unwrap();
+    let from_kept = run({
+        let mut cmd = Command::new(cargo_rprof());
+        cmd.args(["rprof", "disasm", "hot_three"]).arg(file);
+        cmd
+    });
+    std::fs::rename(&moved, &binary).unwrap();
+    from_kept.expect_code(0);
+    assert_eq!(from_kept.stdout, text, "the kept copy is the same binary");
     eprintln!(
         "disasm hot_three: {} instructions as objdump decodes them",
         got.len()

@@ -54,9 +54,11 @@ pub enum Command {
     Flamegraph(FlamegraphArgs),
     /// Print the source of functions matching REGEX with flat/cum per line, like
     /// `go tool pprof -list=REGEX`.
+    #[command(after_help = LIST_HELP)]
     List(ListArgs),
     /// Print the instructions of functions matching REGEX with flat/cum per address, like
     /// `go tool pprof -disasm=REGEX`.
+    #[command(after_help = DISASM_HELP)]
     Disasm(DisasmArgs),
 }
 
@@ -283,6 +285,23 @@ pub struct FlamegraphArgs {
     #[arg(long)]
     pub title: Option<String>,
 }
+
+const LIST_HELP: &str = "\
+Sources are read from the paths in the profile; the standard library's /rustc/<commit>/...
+paths from the toolchain's rust-src component (rustup component add rust-src). The listing works
+per line whatever the granularity flags say, as pprof's does.
+
+Example:
+  cargo rprof list 'mycrate::parse' cpu.prof";
+
+const DISASM_HELP: &str = "\
+Instructions are read from the profiled binary, or from the copy `cargo rprof test` kept of it
+when target/ holds another build. The regular expression must also match a sampled function
+(as in pprof, so do not anchor it with `$`). x86-64 only; the report works per address
+whatever the granularity flags say.
+
+Example:
+  cargo rprof disasm 'mycrate::parse' cpu.prof";
 
 /// `cargo rprof list`.
 #[derive(Debug, Clone, Args)]

@@ -32,6 +32,8 @@
 //! - `go tool pprof` shows no file and line for non-Go binaries; rows here carry DWARF's.
 //! - A symbol matched only through its demangled name is shown demangled (as pprof with GNU
 //!   binutils does); `go tool pprof` matches mangled names only.
+//! - A library without `.symtab` (a stripped libc) is read through its dynamic symbols; pprof
+//!   finds nothing there.
 //! - Only x86-64 code is decoded.
 
 use std::collections::HashMap;
@@ -257,7 +259,13 @@ fn matching_symbols(data: &[u8], symbol: &Regex, address: Option<u64>) -> Vec<El
         return Vec::new();
     };
     let mut out = Vec::new();
-    for s in file.symbols() {
+    // `.symtab`, or for a stripped library (libc) its dynamic symbols.
+    let symbols: Vec<object::Symbol<'_, '_>> = if file.symbols().next().is_some() {
+        file.symbols().collect()
+    } else {
+        file.dynamic_symbols().collect()
+    };
+    for s in symbols {
         let (start, size) = (s.address(), s.size());
         if size == 0 {
             continue;
@@ -491,6 +499,12 @@ pub fn disassembly(
 
 /// Open `path` and check it is the build the profile names.
 fn open_checked(path: &Path, build_id: &str) -> std::result::Result<CodeBinary, String> {
+    let name = path.to_string_lossy();
+    if name.starts_with('[') && !path.exists() {
+        return Err(format!(
+            "cannot disassemble {name}: a mapping of the kernel's, not a file"
+        ));
+    }
     let binary = CodeBinary::open(path).map_err(|e| format!("cannot disassemble: {e}"))?;
     if let Some(have) = binary.build_id() {
         if !build_id.is_empty() && have != build_id {

@@ -29,7 +29,7 @@
 //!   the last sampled line decide.
 //! - Lines are read as UTF-8 (invalid bytes replaced); pprof copies bytes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -469,13 +469,13 @@ fn line_graph(
             .collect();
         loc_nodes.insert(loc.id, nodes);
     }
-    let mut seen: HashSet<usize> = HashSet::new();
-    for sample in samples {
+    // The sample number that last counted each node's cum (once per sample, recursion or not).
+    let mut seen = vec![usize::MAX; g.keys.len()];
+    for (sample_no, sample) in samples.iter().enumerate() {
         let w = sample.values.get(index).copied().unwrap_or(0);
         if w == 0 {
             continue;
         }
-        seen.clear();
         let mut leaf = None;
         for &loc in sample.locations.iter().rev() {
             for &n in loc_nodes
@@ -484,7 +484,8 @@ fn line_graph(
                 .iter()
                 .rev()
             {
-                if seen.insert(n) {
+                if seen[n] != sample_no {
+                    seen[n] = sample_no;
                     g.cum[n] += w;
                 }
                 leaf = Some(n);
