@@ -243,11 +243,22 @@ fn std_function_source(p: &Profile, file: &Path) {
     assert!(routine.contains(&format!(" in {prefix}library/")), "{text}");
     if src.join("library").is_dir() {
         assert!(!text.contains(" Error: "), "{text}");
-        let lines: Vec<&str> = text.lines().skip(3).collect();
-        assert!(
-            lines.len() > 1 && lines.iter().all(|l| l.contains(':')),
-            "{text}"
-        );
+        // Each line shown is that line of the file in rust-src.
+        let path = routine.rsplit_once(" in ").unwrap().1;
+        let source = std::fs::read_to_string(src.join(&path[prefix.len()..])).unwrap();
+        let source: Vec<&str> = source.lines().collect();
+        let mut shown = 0;
+        for line in text
+            .lines()
+            .skip(3)
+            .take_while(|l| !l.starts_with("ROUTINE"))
+        {
+            let (number, code) = line[22..].split_once(':').unwrap();
+            let number: usize = number.trim().parse().unwrap();
+            assert_eq!(code, source[number - 1], "line {number} of {path}");
+            shown += 1;
+        }
+        assert!(shown > 1, "{text}");
         eprintln!("std source of {name} read from rust-src:\n{text}");
     } else {
         assert!(
