@@ -258,33 +258,8 @@ fn split_list(list: &str) -> Vec<String> {
     list.split(':').map(str::to_owned).collect()
 }
 
-/// Go's `filepath.Clean` for slash-separated paths.
-pub(crate) fn clean(path: &str) -> String {
-    if path.is_empty() {
-        return ".".to_owned();
-    }
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|&p| p != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            p => parts.push(p),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
+/// Go's `filepath.Clean` for slash-separated paths (shared with the graph's node keys).
+pub(crate) use super::graph::clean_path as clean;
 
 /// Go's `filepath.Base`.
 fn go_base(path: &str) -> String {
