@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::unwind::{self, MAX_DEPTH};
+use crate::unwind::MAX_DEPTH;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static STACKS: Mutex<Option<HashMap<Vec<u64>, u64>>> = Mutex::new(None);
@@ -58,12 +58,7 @@ pub fn record_creation() {
         return;
     }
     let mut frames = [0u64; MAX_DEPTH];
-    let depth = unwind::capture_current(0, &mut frames);
-    let skip = frames[..depth]
-        .iter()
-        .take_while(|&&f| crate::maps::is_harness_code(f))
-        .count();
-    let stack = &frames[skip..depth];
+    let stack = crate::sync::own_stack(&mut frames);
     let mut table = STACKS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(map) = table.as_mut() {
         match map.get_mut(stack) {

@@ -326,7 +326,7 @@ fn record_wake(addr: u64, n: usize, fraction: u64) {
 }
 
 /// The calling thread's stack without the harness's own frames.
-fn own_stack(frames: &mut [u64; MAX_DEPTH]) -> &[u64] {
+pub(crate) fn own_stack(frames: &mut [u64; MAX_DEPTH]) -> &[u64] {
     let depth = unwind::capture_current(0, frames);
     let skip = frames[..depth]
         .iter()
