@@ -96,6 +96,7 @@ impl Binary {
     }
 
     /// The file's bytes.
+    #[cfg(feature = "disasm")]
     pub(super) fn data(&self) -> &[u8] {
         &self.map
     }

@@ -86,10 +86,12 @@ pub fn build_id(path: &Path) -> Result<Option<String>> {
 /// A binary opened for a report that reads its code (`disasm`): its bytes, the translation of
 /// a process's addresses into the file's, and the DWARF frames of an instruction. Loaded as the
 /// symbolizer loads binaries (separate debug files included).
+#[cfg(feature = "disasm")]
 pub(crate) struct CodeBinary {
     binary: Binary,
 }
 
+#[cfg(feature = "disasm")]
 impl CodeBinary {
     /// Map and index the ELF file at `path`.
     pub(crate) fn open(path: &Path) -> Result<Self> {
@@ -121,6 +123,7 @@ impl CodeBinary {
 }
 
 /// A symbol's name for people: Rust paths without the hash, anything else unchanged.
+#[cfg(feature = "disasm")]
 pub(crate) fn demangle(raw: &str) -> String {
     binary::demangle(raw)
 }
