@@ -18,6 +18,7 @@
 //! Flame graphs are SVG drawn by inferno from the profile's stacks folded root first.
 
 pub mod filter;
+pub mod flame;
 mod flamegraph;
 mod graph;
 mod units;
