@@ -1,4 +1,5 @@
-//! The command line: `cargo rprof test|bench` (profile) and `top|traces|flamegraph` (analyze).
+//! The command line: `cargo rprof test|bench` (profile), `top|traces|flamegraph` (analyze) and
+//! `web` (browse).
 //!
 //! `test` and `bench` take rprof's own flags anywhere before `--`; every other argument goes to
 //! cargo unchanged, and everything after `--` to the binaries, as with `cargo test`. So rprof's
@@ -44,6 +45,8 @@ pub enum Command {
     Traces(ReportArgs),
     /// Write a flame graph (SVG) of a profile.
     Flamegraph(FlamegraphArgs),
+    /// Browse profiles in a local web UI: top, flame graph, callers; with the same filters.
+    Web(WebArgs),
 }
 
 const PASS_THROUGH_HELP: &str = "\
@@ -190,6 +193,33 @@ pub struct FlamegraphArgs {
     /// Title of the graph (default: the profile's type and file name).
     #[arg(long)]
     pub title: Option<String>,
+}
+
+/// `cargo rprof web`.
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    /// The profiles to show (pprof format, gzip or raw); several are merged into one.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The sample type the page starts with (default: the profile's default).
+    #[arg(
+        long = "sample-index",
+        visible_alias = "sample_index",
+        value_name = "NAME"
+    )]
+    pub sample_index: Option<String>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Where to serve the page: HOST:PORT, port 0 for a free one. Only loopback addresses
+    /// unless --http-allow-remote is given.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub http: String,
+    /// Serve on a non-loopback --http address: anyone who can reach it sees the profiles.
+    #[arg(long)]
+    pub http_allow_remote: bool,
+    /// Do not open a browser (none is opened anyway without a display).
+    #[arg(long)]
+    pub no_browser: bool,
 }
 
 /// rprof's own flags of `test` and `bench` that take a value.
@@ -345,6 +375,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
         Command::Top(a) => analyze::top(a).map(|()| 0),
         Command::Traces(a) => analyze::traces(a).map(|()| 0),
         Command::Flamegraph(a) => analyze::flamegraph(a).map(|()| 0),
+        Command::Web(a) => crate::web::web(a).map(|()| 0),
     }
 }
 

@@ -1,0 +1,278 @@
+// rprof's web UI: views over the server's JSON API. All state lives in the URL fragment
+// (view, sample type, filters, search, zoom, ...), so a link can be shared and a reload keeps
+// the view. `window.rprof` exposes what is on screen, for tests and the curious.
+
+import { FlameGraph } from "./flame.js";
+
+const FILTERS = ["focus", "ignore", "hide", "show", "show_from", "tagfocus", "tagignore"];
+const $ = (sel) => document.querySelector(sel);
+const main = $("#main");
+const rprof = (window.rprof = { ready: false, view: null, flame: null, renderMs: null });
+let meta = null;
+const cache = new Map();
+
+// ---- state in the URL fragment ----
+
+function state() {
+  return new URLSearchParams(location.hash.slice(1));
+}
+
+// Change some state keys (null or "" removes one) and render; `push` adds a history entry.
+function update(changes, push = true) {
+  remember(changes, push);
+  render();
+}
+
+// Change some state keys without rendering (the view already shows them).
+function remember(changes, push = false) {
+  const s = state();
+  for (const [k, v] of Object.entries(changes)) {
+    if (v === null || v === undefined || v === "") s.delete(k);
+    else s.set(k, v);
+  }
+  const url = "#" + s.toString();
+  if (push) history.pushState(null, "", url);
+  else history.replaceState(null, "", url);
+}
+
+// The API query for the current filters and sample type (plus `extra`).
+function apiQuery(s, extra = {}) {
+  const q = new URLSearchParams();
+  for (const k of ["sample_index", ...FILTERS]) if (s.get(k)) q.set(k, s.get(k));
+  for (const [k, v] of Object.entries(extra)) q.set(k, v);
+  return q.toString();
+}
+
+async function api(endpoint, query) {
+  const url = `/api/${endpoint}?${query}`;
+  if (!cache.has(url)) {
+    cache.set(
+      url,
+      fetch(url).then(async (r) => {
+        if (!r.ok) throw new Error((await r.text()).trim());
+        return r.json();
+      }),
+    );
+  }
+  try {
+    return await cache.get(url);
+  } catch (e) {
+    cache.delete(url);
+    throw e;
+  }
+}
+
+// ---- values as pprof prints them ----
+
+const TIME = [["s", 1e9], ["ms", 1e6], ["us", 1e3], ["ns", 1]];
+const MEMORY = [["TB", 1024 ** 4], ["GB", 1024 ** 3], ["MB", 1024 ** 2], ["kB", 1024], ["B", 1]];
+
+function format(value, unit) {
+  const scales = unit === "nanoseconds" ? TIME : unit === "bytes" ? MEMORY : null;
+  if (!scales || value === 0) return String(value);
+  const abs = Math.abs(value);
+  const [name, factor] = scales.find(([, f]) => abs >= f) || scales[scales.length - 1];
+  const text = (value / factor).toFixed(2).replace(/\.00$/, "");
+  return text + name;
+}
+
+function pct(v, total) {
+  return total ? ((100 * v) / total).toFixed(2) + "%" : "";
+}
+
+// A regular expression from user input, or null when empty; a bad one is reported.
+function regex(text) {
+  if (!text) return null;
+  try {
+    return new RegExp(text);
+  } catch (e) {
+    showError(`bad regular expression ${JSON.stringify(text)}: ${e.message}`);
+    return null;
+  }
+}
+
+function showError(message) {
+  const box = $("#error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "on") for (const [ev, f] of Object.entries(v)) e.addEventListener(ev, f);
+    else if (k === "class") e.className = v;
+    else e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+
+// ---- views ----
+
+function linkTo(text, changes, title) {
+  return el("a", { title: title || "", on: { click: () => update(changes) } }, text);
+}
+
+async function topView(s) {
+  const data = await api("top", apiQuery(s));
+  const sortKey = s.get("sort") || "flat";
+  const asc = s.get("order") === "asc";
+  const filter = regex(s.get("q"));
+  let rows = data.rows.filter((r) => !filter || filter.test(r.name));
+  const cmp = {
+    flat: (a, b) => Math.abs(b.flat) - Math.abs(a.flat),
+    cum: (a, b) => Math.abs(b.cum) - Math.abs(a.cum),
+    name: (a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : 0),
+  }[sortKey] || (() => 0);
+  rows = rows.slice().sort((a, b) => (asc ? -cmp(a, b) : cmp(a, b)));
+  rprof.lastTop = rows;
+  rprof.lastTopType = data.sample_type;
+
+  const search = el("input", { id: "search", placeholder: "regex: keep matching functions", value: s.get("q") || "" });
+  search.addEventListener("change", () => update({ q: search.value }, false));
+  search.addEventListener("keyup", (e) => e.key === "Enter" && update({ q: search.value }, false));
+  const shown = rows.reduce((t, r) => t + r.flat, 0);
+  const bar = el("div", { class: "bar" }, search,
+    el("span", { class: "info", id: "top-info" },
+      `${data.sample_type}: ${rows.length} functions, flat ${format(shown, data.unit)} of ${data.total_label} total`));
+
+  const head = (key, label) =>
+    el("th", {
+      class: (key === "name" ? "name " : "") + (key === sortKey ? "sorted" + (asc ? " asc" : "") : ""),
+      "data-sort": key,
+      on: { click: () => update({ sort: key, order: key === sortKey && !asc ? "asc" : "" }, false) },
+    }, label);
+  const table = el("table", { id: "top" },
+    el("thead", {}, el("tr", {}, head("flat", "flat"), el("th", {}, "flat%"), el("th", {}, "sum%"),
+      head("cum", "cum"), el("th", {}, "cum%"), head("name", "name"), el("th", {}, ""))));
+  const body = el("tbody");
+  let sum = 0;
+  for (const r of rows) {
+    sum += r.flat;
+    body.append(el("tr", {},
+      el("td", {}, r.flat_label), el("td", {}, pct(r.flat, data.total)), el("td", {}, pct(sum, data.total)),
+      el("td", {}, r.cum_label), el("td", {}, pct(r.cum, data.total)),
+      el("td", { class: "name" }, linkTo(r.name, { view: "callers", fn: r.name }, "its callers")),
+      el("td", { class: "acts" },
+        linkTo("callers", { view: "callers", fn: r.name }),
+        linkTo("focus", { view: "flame", focus: "^" + escapeRegex(r.name) + "$", zoom: null }))));
+  }
+  table.append(body);
+  main.replaceChildren(bar, table);
+}
+
+function escapeRegex(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+// The flame graph (or, with `fn`, the callers of one function) with zoom and search.
+async function flameView(s, callers) {
+  const fn = s.get("fn");
+  if (callers && !fn) {
+    main.replaceChildren(el("p", { class: "empty" },
+      "Choose a function: click a name in the Top view, or type one:"), fnPicker(""));
+    return;
+  }
+  const data = await api("flame", apiQuery(s, callers ? { f: fn } : {}));
+  const canvas = el("canvas", { class: "flame", id: "flame" });
+  const search = el("input", { id: "search", placeholder: "regex: highlight and sum", value: s.get("q") || "" });
+  const result = el("span", { class: "hit", id: "search-result" });
+  const reset = el("button", { id: "reset", on: { click: () => update({ zoom: null }) } }, "Reset zoom");
+  const title = callers
+    ? el("span", { class: "info" }, `Callers of `, el("b", {}, fn), ` (${data.sample_type})`)
+    : el("span", { class: "info" }, `${data.sample_type}, total ${data.total_label}`);
+  const bar = el("div", { class: "bar" }, search, reset, result, title);
+  main.replaceChildren(bar, callers ? fnPicker(fn) : "", canvas);
+
+  const diff = meta.diff;
+  if (rprof.flame) rprof.flame.dispose();
+  const started = performance.now();
+  const graph = new FlameGraph(canvas, data, {
+    diff,
+    format: (v) => format(v, data.unit),
+    tooltip: $("#tooltip"),
+    onZoom: (path) => remember({ zoom: path.length ? JSON.stringify(path) : null }, true),
+  });
+  rprof.flame = graph;
+  graph.zoomTo(JSON.parse(s.get("zoom") || "[]"));
+  const showSearch = () => {
+    graph.search(regex(search.value));
+    result.textContent = graph.matcher
+      ? `${graph.matchCount} frames match: ${format(graph.matchSum, data.unit)} (${pct(graph.matchSum, graph.root.value)} of ${format(graph.root.value, data.unit)})`
+      : "";
+  };
+  showSearch();
+  graph.draw();
+  rprof.renderMs = performance.now() - started;
+  search.addEventListener("input", () => {
+    showSearch();
+    graph.draw();
+    remember({ q: search.value });
+  });
+}
+
+function fnPicker(current) {
+  const input = el("input", { id: "fn", placeholder: "function name, exactly as in Top", value: current });
+  input.addEventListener("keyup", (e) => e.key === "Enter" && update({ view: "callers", fn: input.value, zoom: null }));
+  return el("div", { class: "bar" }, el("span", { class: "info" }, "Function"), input);
+}
+
+const VIEWS = {
+  top: topView,
+  flame: (s) => flameView(s, false),
+  callers: (s) => flameView(s, true),
+};
+
+// ---- the page ----
+
+let rendering = 0;
+
+async function render() {
+  const ticket = ++rendering;
+  rprof.ready = false;
+  const s = state();
+  const view = VIEWS[s.get("view")] ? s.get("view") : "flame";
+  for (const a of document.querySelectorAll("#views a")) a.classList.toggle("active", a.dataset.view === view);
+  for (const input of document.querySelectorAll("#filters input")) {
+    input.value = s.get(input.name) || "";
+    input.classList.toggle("set", !!input.value);
+  }
+  $("#sample_index").value = s.get("sample_index") || meta.default_sample_index;
+  showError("");
+  $("#tooltip").hidden = true;
+  try {
+    await VIEWS[view](s);
+  } catch (e) {
+    if (ticket === rendering) {
+      main.replaceChildren();
+      showError(e.message);
+    }
+  }
+  if (ticket === rendering) {
+    rprof.view = view;
+    rprof.ready = true;
+  }
+}
+
+async function start() {
+  meta = await api("meta", "");
+  rprof.meta = meta;
+  $("#files").textContent = meta.files.join(" ") + (meta.diff ? "  (diff: red grew, green shrank)" : "");
+  const select = $("#sample_index");
+  for (const t of meta.sample_types) select.append(el("option", { value: t.name }, `${t.name} (${t.unit})`));
+  select.addEventListener("change", () => update({ sample_index: select.value === meta.default_sample_index ? null : select.value }));
+  for (const a of document.querySelectorAll("#views a")) a.addEventListener("click", () => update({ view: a.dataset.view }));
+  $("#filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const changes = { zoom: null };
+    for (const input of document.querySelectorAll("#filters input")) changes[input.name] = input.value;
+    update(changes);
+  });
+  $("#clear-filters").addEventListener("click", () => update(Object.fromEntries(FILTERS.map((f) => [f, null]))));
+  window.addEventListener("popstate", render);
+  window.addEventListener("hashchange", render);
+  await render();
+}
+
+start().catch((e) => showError(e.message));

@@ -1,0 +1,440 @@
+//! `cargo rprof web FILE...`: a local browser UI over the report engine.
+//!
+//! The server is a thin renderer, as the design says: it loads the profiles once, and every
+//! JSON request runs the same rprof-core reports the CLI prints (same filters, same numbers),
+//! with the filters and the sample type taken from the query string under the CLI's names
+//! (`focus`, `ignore`, `hide`, `show`, `show_from`, `tagfocus`, `tagignore`, `sample_index`).
+//! The page (HTML, CSS and two hand-written JS modules in `assets/`) is embedded in the binary
+//! and keeps its state in the URL's fragment, so a link can be shared and a reload keeps the
+//! view.
+//!
+//! It binds loopback by default, refuses another address unless `--http-allow-remote` is
+//! given, checks the `Host` header of every request against the bound loopback address (so a
+//! web page elsewhere cannot reach it by DNS rebinding), and serves nothing but the given
+//! profiles: there are no file paths in any request.
+//!
+//! Endpoints (all `GET`):
+//! - `/`, `/app.js`, `/flame.js`, `/style.css`: the page;
+//! - `/api/meta`: input files, sample types, the default one, whether a base is shown;
+//! - `/api/top`: every function's flat and cum, sorted as `top` sorts them;
+//! - `/api/flame`: the flame graph tree; with `f=NAME`, the callers tree of that function.
+
+mod json;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use rprof_core::report::{self, filter::Filters, ReportOptions};
+use rprof_core::Profile;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::cli::{FilterArgs, WebArgs};
+use crate::CliError;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const FLAME_JS: &str = include_str!("assets/flame.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// A frame narrower than this share of the root is not sent to the browser (its value stays
+/// in its parent): 1/20000 is under a tenth of a pixel on a wide screen, so still under a pixel
+/// when zoomed in tenfold. Keeps a profile of millions of frames a few megabytes of JSON.
+const FLAME_MIN_FRACTION: f64 = 1.0 / 20_000.0;
+
+/// What the server shows: the loaded profile and how it was given.
+pub struct Shown {
+    /// The input profile (several files merged).
+    pub profile: Profile,
+    /// The input files, as given on the command line.
+    pub files: Vec<PathBuf>,
+    /// Filters from the command line: the page starts with them.
+    pub filters: Filters,
+    /// The sample type from the command line, if any.
+    pub sample_index: Option<String>,
+}
+
+/// `cargo rprof web`: load, bind, print the URL, open a browser when there is a display, serve
+/// until interrupted.
+pub fn web(a: &WebArgs) -> Result<(), CliError> {
+    let filters = a.filters.filters();
+    filters
+        .check()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let addr = bind_address(&a.http, a.http_allow_remote)?;
+    let shown = load(a)?;
+    if let Some(name) = &shown.sample_index {
+        shown
+            .profile
+            .sample_index(name)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    let server = Server::http(addr).map_err(|e| {
+        CliError::Usage(format!("cannot listen on http://{addr}: {e}"))
+    })?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| CliError::Usage("the server has no IP address".into()))?;
+    let url = format!("http://{bound}/{}", initial_fragment(&shown));
+    crate::term::status("Serving", &url);
+    crate::term::status("Stop", "with Ctrl-C");
+    if !a.no_browser && has_display() {
+        open_browser(&url);
+    }
+    let host_check = (!a.http_allow_remote).then_some(bound);
+    for request in server.incoming_requests() {
+        let response = answer(&shown, &request, host_check);
+        // A client that went away is no reason to stop serving.
+        let _ = request.respond(response);
+    }
+    Ok(())
+}
+
+/// The address to bind: `--http` parsed, loopback unless remote access was asked for.
+fn bind_address(http: &str, allow_remote: bool) -> Result<SocketAddr, CliError> {
+    let addr: SocketAddr = match http.parse() {
+        Ok(a) => a,
+        // `localhost:8080` and `:8080` as pprof's -http takes them.
+        Err(_) => match http.rsplit_once(':') {
+            Some(("" | "localhost", port)) => format!("127.0.0.1:{port}").parse().map_err(|_| {
+                CliError::Usage(format!("--http {http}: not an address (e.g. 127.0.0.1:8080)"))
+            })?,
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--http {http}: not an address (e.g. 127.0.0.1:8080)"
+                )))
+            }
+        },
+    };
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(CliError::Usage(format!(
+            "--http {http} is not a loopback address: anyone who can reach it would see the profile; add --http-allow-remote to serve it anyway"
+        )));
+    }
+    Ok(addr)
+}
+
+fn load(a: &WebArgs) -> Result<Shown, CliError> {
+    let mut profiles = Vec::new();
+    for path in &a.files {
+        profiles.push(
+            rprof_core::codec::read_file(path).map_err(|source| CliError::Profile {
+                path: path.clone(),
+                source,
+            })?,
+        );
+    }
+    let profile = if profiles.len() == 1 {
+        profiles.pop().expect("one profile")
+    } else {
+        rprof_core::merge::merge(&profiles).map_err(|source| CliError::Profile {
+            path: a.files[0].clone(),
+            source,
+        })?
+    };
+    Ok(Shown {
+        profile,
+        files: a.files.clone(),
+        filters: a.filters.filters(),
+        sample_index: a.sample_index.clone(),
+    })
+}
+
+/// The page's starting state in the URL fragment: the command line's filters and sample type.
+fn initial_fragment(shown: &Shown) -> String {
+    let mut parts: Vec<String> = shown
+        .filters
+        .active()
+        .into_iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => format!("{k}={}", percent_encode(v)),
+            None => kv,
+        })
+        .collect();
+    if let Some(si) = &shown.sample_index {
+        parts.push(format!("sample_index={}", percent_encode(si)));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("#{}", parts.join("&"))
+    }
+}
+
+/// Whether a browser could show a window here.
+fn has_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
+}
+
+fn open_browser(url: &str) {
+    let opened = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = opened {
+        crate::term::warning(format!("cannot start xdg-open ({e}): open {url} yourself"));
+    }
+}
+
+type Reply = Response<std::io::Cursor<Vec<u8>>>;
+
+fn reply(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+    let header = Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
+        .expect("a valid header");
+    let no_cache = Header::from_bytes(&b"Cache-Control"[..], &b"no-store"[..])
+        .expect("a valid header");
+    Response::from_data(body.into())
+        .with_status_code(status)
+        .with_header(header)
+        .with_header(no_cache)
+}
+
+/// A 4xx answer: one line saying what is wrong.
+fn bad(status: u16, message: impl std::fmt::Display) -> Reply {
+    reply(status, "text/plain; charset=utf-8", format!("{message}\n"))
+}
+
+fn answer(shown: &Shown, request: &Request, host_check: Option<SocketAddr>) -> Reply {
+    if let Some(bound) = host_check {
+        let host = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Host"))
+            .map(|h| h.value.as_str());
+        if !host.is_some_and(|h| host_is_loopback(h, bound)) {
+            return bad(403, "forbidden: this server answers only requests for a loopback host");
+        }
+    }
+    if *request.method() != Method::Get {
+        return bad(405, format!("method {} not allowed: only GET", request.method()));
+    }
+    let (path, query) = match request.url().split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (request.url(), ""),
+    };
+    match path {
+        "/" | "/index.html" => reply(200, "text/html; charset=utf-8", INDEX_HTML),
+        "/app.js" => reply(200, "text/javascript; charset=utf-8", APP_JS),
+        "/flame.js" => reply(200, "text/javascript; charset=utf-8", FLAME_JS),
+        "/style.css" => reply(200, "text/css; charset=utf-8", STYLE_CSS),
+        "/favicon.ico" => reply(204, "image/x-icon", Vec::new()),
+        p if p.starts_with("/api/") => match api(shown, &p[5..], query) {
+            Ok(body) => reply(200, "application/json", body),
+            Err(ApiError(status, message)) => bad(status, message),
+        },
+        _ => bad(404, format!("not found: {path}")),
+    }
+}
+
+/// Whether a `Host` header names the loopback address the server is bound to.
+fn host_is_loopback(host: &str, bound: SocketAddr) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) if !n.ends_with(']') || n.starts_with('[') => (n, p),
+        _ => return false,
+    };
+    if port.parse() != Ok(bound.port()) {
+        return false;
+    }
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An API failure: HTTP status and one line.
+struct ApiError(u16, String);
+
+impl From<rprof_core::Error> for ApiError {
+    fn from(e: rprof_core::Error) -> Self {
+        ApiError(400, e.to_string())
+    }
+}
+
+/// The query parameters an API call takes, parsed.
+struct Query {
+    opts: ReportOptions,
+    /// `f`: a function name (callers) or regular expression (source, peek).
+    function: Option<String>,
+}
+
+/// The filters and options of the CLI, under the same names.
+const OPTION_NAMES: &[&str] = &[
+    "sample_index",
+    "focus",
+    "ignore",
+    "hide",
+    "show",
+    "show_from",
+    "tagfocus",
+    "tagignore",
+];
+
+fn parse_query(query: &str) -> Result<Query, ApiError> {
+    let mut filters = FilterArgs::default();
+    let mut sample_index = None;
+    let mut function = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+        let v = (!v.is_empty()).then_some(v);
+        match k.as_str() {
+            "sample_index" => sample_index = v,
+            "focus" => filters.focus = v,
+            "ignore" => filters.ignore = v,
+            "hide" => filters.hide = v,
+            "show" => filters.show = v,
+            "show_from" => filters.show_from = v,
+            "tagfocus" => filters.tagfocus = v,
+            "tagignore" => filters.tagignore = v,
+            "f" => function = v,
+            other => {
+                return Err(ApiError(
+                    400,
+                    format!(
+                        "unknown parameter {other:?} (known: {}, f)",
+                        OPTION_NAMES.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+    let filters = filters.filters();
+    filters.check()?;
+    Ok(Query {
+        opts: ReportOptions {
+            sample_index,
+            filters,
+            ..Default::default()
+        },
+        function,
+    })
+}
+
+fn api(shown: &Shown, endpoint: &str, query: &str) -> Result<String, ApiError> {
+    let q = parse_query(query)?;
+    let p = &shown.profile;
+    match endpoint {
+        "meta" => Ok(json::meta(shown)),
+        "top" => {
+            let index = sample_index(p, &q.opts)?;
+            let filtered;
+            let drawn = if q.opts.filters.is_empty() {
+                p
+            } else {
+                filtered = report::filter::apply(p, &q.opts.filters)?.0;
+                &filtered
+            };
+            let rows = report::function_rows(drawn, index);
+            Ok(json::top(p, index, &rows))
+        }
+        "flame" => {
+            let index = sample_index(p, &q.opts)?;
+            let mut tree = match &q.function {
+                Some(f) => report::flame::caller_tree(p, &q.opts, f)?,
+                None => report::flame::flame_tree(p, &q.opts)?,
+            };
+            let span = tree.value.abs().max(tree.base.abs());
+            let min = (span as f64 * FLAME_MIN_FRACTION) as i64;
+            tree.prune(min.max(1));
+            Ok(json::flame(p, index, &tree))
+        }
+        _ => Err(ApiError(404, format!("no such API: /api/{endpoint}"))),
+    }
+}
+
+/// The sample type index the options select.
+fn sample_index(p: &Profile, opts: &ReportOptions) -> Result<usize, ApiError> {
+    Ok(match &opts.sample_index {
+        Some(name) => p.sample_index(name)?,
+        None => p.default_sample_index(),
+    })
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; the result must
+/// be UTF-8.
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| ApiError(400, format!("bad %-escape in {s:?}")))?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| ApiError(400, format!("{s:?} is not UTF-8")))
+}
+
+/// Percent-encode everything but unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_by_default_and_remote_only_when_asked() {
+        assert_eq!(
+            bind_address("127.0.0.1:0", false).unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        );
+        assert_eq!(
+            bind_address("localhost:8080", false).unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert!(bind_address("[::1]:0", false).is_ok());
+        let e = bind_address("0.0.0.0:8080", false).unwrap_err().to_string();
+        assert!(e.contains("--http-allow-remote"), "{e}");
+        assert!(bind_address("0.0.0.0:8080", true).is_ok());
+        assert!(bind_address("nonsense", false).is_err());
+    }
+
+    #[test]
+    fn host_header_must_name_the_bound_loopback() {
+        let bound: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert!(host_is_loopback("127.0.0.1:4000", bound));
+        assert!(host_is_loopback("localhost:4000", bound));
+        assert!(host_is_loopback("[::1]:4000", bound));
+        assert!(!host_is_loopback("evil.example:4000", bound));
+        assert!(!host_is_loopback("127.0.0.1:4001", bound));
+        assert!(!host_is_loopback("127.0.0.1", bound));
+    }
+
+    #[test]
+    fn query_takes_the_cli_names_and_rejects_others() {
+        let q = parse_query("focus=a%7Cb&hide=std%3A%3A&sample_index=cpu&f=x+y").unwrap();
+        assert_eq!(q.opts.filters.focus.as_deref(), Some("a|b"));
+        assert_eq!(q.opts.filters.hide.as_deref(), Some("std::"));
+        assert_eq!(q.opts.sample_index.as_deref(), Some("cpu"));
+        assert_eq!(q.function.as_deref(), Some("x y"));
+        let ApiError(status, msg) = parse_query("fokus=a").err().unwrap();
+        assert_eq!(status, 400);
+        assert!(msg.starts_with("unknown parameter \"fokus\""), "{msg}");
+        let ApiError(_, msg) = parse_query("focus=(").err().unwrap();
+        assert_eq!(msg, r#"bad --focus regular expression "(": unclosed group"#);
+        assert!(parse_query("focus=%zz").is_err());
+        assert_eq!(percent_encode("a|b c"), "a%7Cb%20c");
+    }
+}
