@@ -190,6 +190,7 @@ async function flameView(s, callers) {
   const started = performance.now();
   const graph = new FlameGraph(canvas, data, {
     diff,
+    rootLabel: callers ? fn : "all",
     format: (v) => format(v, data.unit),
     tooltip: $("#tooltip"),
     onZoom: (path) => remember({ zoom: path.length ? JSON.stringify(path) : null }, true),
@@ -199,7 +200,7 @@ async function flameView(s, callers) {
   const showSearch = () => {
     graph.search(regex(search.value));
     result.textContent = graph.matcher
-      ? `${graph.matchCount} frames match: ${format(graph.matchSum, data.unit)} (${pct(graph.matchSum, graph.root.value)} of ${format(graph.root.value, data.unit)})`
+      ? `${graph.matchCount} ${graph.matchCount === 1 ? "frame matches" : "frames match"}: ${format(graph.matchSum, data.unit)} (${pct(graph.matchSum, graph.root.value)} of ${format(graph.root.value, data.unit)})`
       : "";
   };
   showSearch();

@@ -24,7 +24,8 @@ function warm(name) {
 }
 
 export class FlameGraph {
-  // data: the API's answer; opts: { diff, format(value) -> text, onZoom(path), tooltip }.
+  // data: the API's answer; opts: { diff, rootLabel, format(value) -> text, onZoom(path),
+  // tooltip }.
   constructor(canvas, data, opts) {
     this.canvas = canvas;
     this.opts = opts;
@@ -139,7 +140,7 @@ export class FlameGraph {
         ctx.fillRect(r.x, y, Math.max(r.w - 0.5, 0.5), ROW - 1);
         const room = Math.floor((r.w - 6) / charWidth);
         if (room >= 3) {
-          const label = r.node.parent === null ? "all" : r.node.name;
+          const label = r.node.parent === null ? this.opts.rootLabel : r.node.name;
           const text = label.length > room ? label.slice(0, room - 1) + "…" : label;
           ctx.fillStyle = "#111";
           ctx.fillText(text, r.x + 3, y + ROW / 2);
@@ -176,7 +177,7 @@ export class FlameGraph {
     const f = this.opts.format;
     const total = this.root.value;
     const pct = (v) => (total ? ((100 * v) / total).toFixed(2) + "%" : "");
-    let text = `${n.parent === null ? "all" : n.name}\n${f(n.value)} (${pct(n.value)})`;
+    let text = `${n.parent === null ? this.opts.rootLabel : n.name}\n${f(n.value)} (${pct(n.value)})`;
     const own = n.value - n.children.reduce((s, c) => s + c.value, 0);
     if (n.children.length) text += `, self ${f(own)}`;
     if (this.opts.diff) {
