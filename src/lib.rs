@@ -58,6 +58,25 @@ impl Fixture {
         Fixture { dir }
     }
 
+    /// A copy of `tests/fixtures/<name>` under `target/rprof-e2e/<tag>-<name>`, for a fixture a
+    /// test binary keeps in a `static` (never dropped, so never deleted): its `target/` stays
+    /// between runs and the next run's build reuses it.
+    pub fn shared(name: &str, tag: &str) -> Fixture {
+        let dir = workspace_root()
+            .join("target/rprof-e2e")
+            .join(format!("{tag}-{name}"));
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.file_name() != "target" {
+                    let path = entry.path();
+                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                }
+            }
+        }
+        copy_dir(&workspace_root().join("tests/fixtures").join(name), &dir);
+        Fixture { dir }
+    }
+
     /// Like [`Fixture::copy`], with `RPROF_HARNESS_PATH` in its Cargo.toml pointing at this
     /// workspace's rprof-harness (for fixtures that depend on it).
     pub fn copy_with_harness(name: &str) -> Fixture {

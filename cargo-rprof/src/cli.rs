@@ -43,6 +43,14 @@ pub enum Command {
     Top(TopArgs),
     /// Print every distinct stack with its value, like `go tool pprof -traces`.
     Traces(ReportArgs),
+    /// Print each function with its callers and callees, like `go tool pprof -tree`.
+    Tree(TreeArgs),
+    /// Print the callers and callees of the functions matching REGEX, like
+    /// `go tool pprof -peek`.
+    Peek(PeekArgs),
+    /// Print `top` of the later profile(s) with BASE subtracted, like
+    /// `go tool pprof -top -diff_base BASE NEW`.
+    Diff(DiffArgs),
     /// Write a flame graph (SVG) of a profile.
     Flamegraph(FlamegraphArgs),
     /// Browse profiles in a local web UI: top, flame graph, callers; with the same filters.
@@ -111,10 +119,13 @@ pub struct ProfileArgs {
 
 /// Options shared by the report commands.
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("granularity").multiple(false)))]
+#[command(group(clap::ArgGroup::new("base_profile").multiple(false)))]
 pub struct ReportArgs {
-    /// The profile to read (pprof format, gzip or raw).
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    /// The profiles to read (pprof format, gzip or raw); several are merged, as
+    /// `go tool pprof A B` merges them.
+    #[arg(value_name = "FILE", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
     /// Which sample type to report, e.g. `samples`, `cpu`, `alloc_space` (default: the
     /// profile's default).
     #[arg(
@@ -123,8 +134,52 @@ pub struct ReportArgs {
         value_name = "NAME"
     )]
     pub sample_index: Option<String>,
+    /// Subtract this profile: show what changed (equal stacks cancel out).
+    #[arg(long, value_name = "FILE", group = "base_profile")]
+    pub base: Option<PathBuf>,
+    /// Compare with this profile: like --base, with percentages relative to it.
+    #[arg(
+        long = "diff-base",
+        visible_alias = "diff_base",
+        value_name = "FILE",
+        group = "base_profile"
+    )]
+    pub diff_base: Option<PathBuf>,
+    /// Show values in this unit (`ns`, `ms`, `s`, `B`, `kB`, `MB`, ...; default: the coarsest
+    /// unit that keeps the smallest value readable).
+    #[arg(long, value_name = "UNIT")]
+    pub unit: Option<String>,
+    /// Report per function (the default).
+    #[arg(long, group = "granularity")]
+    pub functions: bool,
+    /// Report per function and source file.
+    #[arg(long, group = "granularity")]
+    pub filefunctions: bool,
+    /// Report per source file.
+    #[arg(long = "files", group = "granularity")]
+    pub files_granularity: bool,
+    /// Report per source line.
+    #[arg(long, group = "granularity")]
+    pub lines: bool,
+    /// Report per instruction address.
+    #[arg(long, group = "granularity")]
+    pub addresses: bool,
     #[command(flatten)]
     pub filters: FilterArgs,
+}
+
+impl ReportArgs {
+    /// The granularity the flags ask for.
+    pub fn granularity(&self) -> rprof_core::report::Granularity {
+        use rprof_core::report::Granularity as G;
+        match () {
+            () if self.filefunctions => G::FileFunctions,
+            () if self.files_granularity => G::Files,
+            () if self.lines => G::Lines,
+            () if self.addresses => G::Addresses,
+            () => G::Functions,
+        }
+    }
 }
 
 /// pprof's sample filters, with pprof's meaning (regular expressions match a frame's function
@@ -152,6 +207,14 @@ pub struct FilterArgs {
     /// Drop samples with a label matching KEY=REGEX (or any label value matching REGEX).
     #[arg(long, value_name = "[KEY=]REGEX")]
     pub tagignore: Option<String>,
+    /// Cut each stack below its innermost frame matching REGEX (callees are dropped; their
+    /// time goes to the matching frame).
+    #[arg(
+        long = "prune-from",
+        visible_alias = "prune_from",
+        value_name = "REGEX"
+    )]
+    pub prune_from: Option<String>,
 }
 
 impl FilterArgs {
@@ -165,6 +228,7 @@ impl FilterArgs {
             show_from: self.show_from.clone(),
             tagfocus: self.tagfocus.clone(),
             tagignore: self.tagignore.clone(),
+            prune_from: self.prune_from.clone(),
         }
     }
 }
@@ -180,6 +244,39 @@ pub struct TopArgs {
     /// Show at most N functions.
     #[arg(short = 'n', long = "nodecount", value_name = "N")]
     pub nodecount: Option<usize>,
+}
+
+/// `cargo rprof tree`.
+#[derive(Debug, Clone, Args)]
+pub struct TreeArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Sort by cumulative value instead of flat.
+    #[arg(long)]
+    pub cum: bool,
+    /// Show at most N functions (default 80).
+    #[arg(short = 'n', long = "nodecount", value_name = "N")]
+    pub nodecount: Option<usize>,
+}
+
+/// `cargo rprof peek`.
+#[derive(Debug, Clone, Args)]
+pub struct PeekArgs {
+    /// Show the functions whose name matches this regular expression.
+    #[arg(value_name = "REGEX")]
+    pub regex: String,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// `cargo rprof diff`.
+#[derive(Debug, Clone, Args)]
+pub struct DiffArgs {
+    /// The profile to compare with (the "before").
+    #[arg(value_name = "BASE")]
+    pub base_file: PathBuf,
+    #[command(flatten)]
+    pub top: TopArgs,
 }
 
 /// `cargo rprof flamegraph`.
@@ -374,6 +471,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
         Command::Bench(p) => session::run(&test_run("bench", p)?),
         Command::Top(a) => analyze::top(a).map(|()| 0),
         Command::Traces(a) => analyze::traces(a).map(|()| 0),
+        Command::Tree(a) => analyze::tree(a).map(|()| 0),
+        Command::Peek(a) => analyze::peek(a).map(|()| 0),
+        Command::Diff(a) => analyze::diff(a).map(|()| 0),
         Command::Flamegraph(a) => analyze::flamegraph(a).map(|()| 0),
         Command::Web(a) => crate::web::web(a).map(|()| 0),
     }

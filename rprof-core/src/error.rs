@@ -21,6 +21,9 @@ pub enum Error {
     /// A report filter that cannot be used (a bad regular expression).
     #[error("{0}")]
     Filter(String),
+    /// A report's function regular expression matched nothing (`peek`, `list`, `disasm`).
+    #[error("{0}")]
+    NoMatch(String),
     /// A sample type named on the command line is not in the profile.
     #[error("no sample type `{name}` in this profile (it has: {available})")]
     NoSuchSampleType {

@@ -1,12 +1,15 @@
-//! `cargo rprof top|traces|flamegraph FILE`: read any pprof file and print what
-//! `go tool pprof -top/-traces` prints, or write a flame graph.
+//! `cargo rprof top|traces|tree|peek|diff|flamegraph FILE...`: read pprof files and print what
+//! `go tool pprof` prints with the same options, or write a flame graph. Every command loads its
+//! inputs the same way ([`load_report_input`]): merge the files, combine a base, check filters.
 
 use std::path::Path;
 
+use rprof_core::report::base::{self, BaseMode};
 use rprof_core::report::{self, ReportOptions};
 use rprof_core::{codec, Profile};
 
-use crate::cli::{FlamegraphArgs, ReportArgs, TopArgs};
+use crate::cli::{DiffArgs, FlamegraphArgs, PeekArgs, ReportArgs, TopArgs, TreeArgs};
+use crate::CliError;
 
 /// Print a report; a closed pipe (`| head`) ends the output quietly, as with other tools.
 fn emit(text: &str) -> Result<(), CliError> {
@@ -18,7 +21,6 @@ fn emit(text: &str) -> Result<(), CliError> {
         _ => Ok(()),
     }
 }
-use crate::CliError;
 
 fn load(path: &Path) -> Result<Profile, CliError> {
     codec::read_file(path).map_err(|source| CliError::Profile {
@@ -27,24 +29,45 @@ fn load(path: &Path) -> Result<Profile, CliError> {
     })
 }
 
-fn options(a: &ReportArgs) -> ReportOptions {
+/// The report options the flags ask for.
+pub fn options(a: &ReportArgs) -> ReportOptions {
     ReportOptions {
         sample_index: a.sample_index.clone(),
         filters: a.filters.filters(),
+        granularity: a.granularity(),
+        unit: a.unit.clone(),
         ..Default::default()
     }
 }
 
-/// Load the profile and say, as pprof does, which filters matched no sample.
-fn load_filtered(a: &ReportArgs) -> Result<Profile, CliError> {
+/// Load what a report reads: the files merged, the base combined, and (as pprof does) a warning
+/// for each filter that matched no sample. Bad regular expressions fail before anything is read.
+pub fn load_report_input(a: &ReportArgs) -> Result<Profile, CliError> {
     let filters = a.filters.filters();
     filters
         .check()
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    let profile = load(&a.file)?;
+    let inputs = a.files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
+    let mut profile = base::merge_inputs(inputs).map_err(|e| report_error(a, e))?;
+    let based = match (&a.base, &a.diff_base) {
+        (Some(b), _) => Some((b, BaseMode::Subtract)),
+        (None, Some(b)) => Some((b, BaseMode::Diff)),
+        (None, None) => None,
+    };
+    if let Some((path, mode)) = based {
+        let base_profile = load(path)?;
+        profile =
+            base::with_base(profile, &base_profile, mode).map_err(|source| CliError::Profile {
+                path: path.clone(),
+                source,
+            })?;
+    }
     if !filters.is_empty() {
-        let (_, matched) = rprof_core::report::filter::apply(&profile, &filters)
-            .map_err(|e| report_error(a, e))?;
+        let (_, matched) =
+            report::filter::apply(&profile, &filters).map_err(|e| report_error(a, e))?;
+        for note in matched.notes {
+            crate::term::note(note);
+        }
         for name in matched.unmatched {
             crate::term::warning(format!("the {name} expression matched no samples"));
         }
@@ -52,16 +75,20 @@ fn load_filtered(a: &ReportArgs) -> Result<Profile, CliError> {
     Ok(profile)
 }
 
+/// A report's error, named after the (first) input file.
 fn report_error(a: &ReportArgs, source: rprof_core::Error) -> CliError {
+    if let rprof_core::Error::NoMatch(msg) | rprof_core::Error::Filter(msg) = source {
+        return CliError::Usage(msg);
+    }
     CliError::Profile {
-        path: a.file.clone(),
+        path: a.files.first().cloned().unwrap_or_default(),
         source,
     }
 }
 
 /// `cargo rprof top`.
 pub fn top(a: &TopArgs) -> Result<(), CliError> {
-    let profile = load_filtered(&a.report)?;
+    let profile = load_report_input(&a.report)?;
     let opts = ReportOptions {
         nodecount: a.nodecount,
         sort_by_cum: a.cum,
@@ -73,14 +100,46 @@ pub fn top(a: &TopArgs) -> Result<(), CliError> {
 
 /// `cargo rprof traces`.
 pub fn traces(a: &ReportArgs) -> Result<(), CliError> {
-    let profile = load_filtered(a)?;
+    let profile = load_report_input(a)?;
     let text = report::traces(&profile, &options(a)).map_err(|e| report_error(a, e))?;
     emit(&text)
 }
 
+/// `cargo rprof tree`.
+pub fn tree(a: &TreeArgs) -> Result<(), CliError> {
+    let profile = load_report_input(&a.report)?;
+    let opts = ReportOptions {
+        nodecount: a.nodecount,
+        sort_by_cum: a.cum,
+        ..options(&a.report)
+    };
+    let text = report::tree(&profile, &opts).map_err(|e| report_error(&a.report, e))?;
+    emit(&text)
+}
+
+/// `cargo rprof peek`.
+pub fn peek(a: &PeekArgs) -> Result<(), CliError> {
+    let profile = load_report_input(&a.report)?;
+    let text = report::peek(&profile, &options(&a.report), &a.regex)
+        .map_err(|e| report_error(&a.report, e))?;
+    emit(&text)
+}
+
+/// `cargo rprof diff`: `top` of the new profile(s) with BASE as `diff_base`.
+pub fn diff(a: &DiffArgs) -> Result<(), CliError> {
+    if a.top.report.base.is_some() || a.top.report.diff_base.is_some() {
+        return Err(CliError::Usage(
+            "`diff BASE NEW` takes its base as the first file: drop --base/--diff-base".into(),
+        ));
+    }
+    let mut top_args = a.top.clone();
+    top_args.report.diff_base = Some(a.base_file.clone());
+    top(&top_args)
+}
+
 /// `cargo rprof flamegraph`.
 pub fn flamegraph(a: &FlamegraphArgs) -> Result<(), CliError> {
-    let profile = load_filtered(&a.report)?;
+    let profile = load_report_input(&a.report)?;
     let opts = ReportOptions {
         title: a.title.clone(),
         ..options(&a.report)

@@ -41,14 +41,11 @@ pub struct Filters {
     pub tagfocus: Option<String>,
     /// Drop samples with a label matching `key=regex` or `regex`.
     pub tagignore: Option<String>,
+    /// Cut stacks below (leafward of) their innermost frame whose function matches.
+    pub prune_from: Option<String>,
 }
 
 impl Filters {
-    /// Whether no filter is set.
-    pub fn is_empty(&self) -> bool {
-        self.active().is_empty()
-    }
-
     /// The set filters as `name=value`, in the order `go tool pprof` lists them under
     /// "Active filters:".
     pub fn active(&self) -> Vec<String> {
@@ -64,6 +61,12 @@ impl Filters {
         .into_iter()
         .filter_map(|(name, v)| v.as_ref().map(|v| format!("{name}={v}")))
         .collect()
+    }
+
+    /// Whether no filter at all is set, `prune_from` (which pprof does not list as active)
+    /// included.
+    pub fn is_empty(&self) -> bool {
+        self.active().is_empty() && self.prune_from.is_none()
     }
 }
 
@@ -94,6 +97,7 @@ impl Filters {
             ("hide", &self.hide),
             ("show", &self.show),
             ("show-from", &self.show_from),
+            ("prune-from", &self.prune_from),
         ] {
             compile(name, re)?;
         }
@@ -103,29 +107,154 @@ impl Filters {
     }
 }
 
-/// A tag filter: a label key (or any) and a regular expression for its string value.
-struct TagMatch {
-    key: Option<String>,
-    value: Regex,
+/// A tag filter, as pprof's `compileTagFilter` reads `[key=]value`: a numeric range of a
+/// numeric label (`bytes=1kB:64kB`, `:4MB`, `16`), else comma-separated regular expressions
+/// matched against a string label's value (with a key) or against `key:value` of any label.
+enum TagMatch {
+    Numeric {
+        key: Option<String>,
+        range: NumRange,
+    },
+    Strings {
+        key: Option<String>,
+        values: Vec<Regex>,
+    },
+}
+
+/// A range of numeric label values in one unit: `lo..=hi` after scaling to `unit`.
+struct NumRange {
+    unit: String,
+    lo: Option<f64>,
+    hi: Option<f64>,
+}
+
+impl NumRange {
+    /// pprof's `parseTagFilterRange`: `32kB`, `:64kB`, `4MB:`, `12kB:64MB`; `None` when the text
+    /// is not a range.
+    fn parse(text: &str) -> Option<NumRange> {
+        let number = |s: &str| -> Option<(i64, String)> {
+            let digits_at = s.find(|c: char| c.is_ascii_digit())?;
+            let sign_ok =
+                digits_at == 0 || (digits_at == 1 && (s.starts_with('+') || s.starts_with('-')));
+            if !sign_ok {
+                return None;
+            }
+            let end_digits = s[digits_at..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(s.len(), |i| digits_at + i);
+            let unit = &s[end_digits..];
+            if !unit.chars().all(|c| c.is_ascii_alphabetic()) {
+                return None;
+            }
+            Some((s[..end_digits].parse().ok()?, unit.to_owned()))
+        };
+        let (lo, hi) = match text.split_once(':') {
+            Some((lo, hi)) => (lo, hi),
+            None => {
+                let (v, unit) = number(text)?;
+                let (scaled, unit) = super::units::scale(v, &unit, &unit);
+                return Some(NumRange {
+                    unit,
+                    lo: Some(scaled),
+                    hi: Some(scaled),
+                });
+            }
+        };
+        let lo = if lo.is_empty() {
+            None
+        } else {
+            Some(number(lo)?)
+        };
+        let hi = if hi.is_empty() {
+            None
+        } else {
+            Some(number(hi)?)
+        };
+        let unit_of = |(v, u): &(i64, String), to: &str| super::units::scale(*v, u, to);
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => {
+                let (lo_v, unit) = unit_of(&lo, &lo.1);
+                let (hi_v, hi_unit) = unit_of(&hi, &unit);
+                (hi_unit == unit).then_some(NumRange {
+                    unit,
+                    lo: Some(lo_v),
+                    hi: Some(hi_v),
+                })
+            }
+            (Some(lo), None) => {
+                let (v, unit) = unit_of(&lo, &lo.1);
+                Some(NumRange {
+                    unit,
+                    lo: Some(v),
+                    hi: None,
+                })
+            }
+            (None, Some(hi)) => {
+                let (v, unit) = unit_of(&hi, &hi.1);
+                Some(NumRange {
+                    unit,
+                    lo: None,
+                    hi: Some(v),
+                })
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn contains(&self, value: i64, unit: &str) -> bool {
+        let (v, u) = super::units::scale(value, unit, &self.unit);
+        u == self.unit && self.lo.is_none_or(|lo| v >= lo) && self.hi.is_none_or(|hi| v <= hi)
+    }
 }
 
 impl TagMatch {
     fn new(name: &str, spec: &Option<String>) -> Result<Option<TagMatch>> {
         let Some(spec) = spec else { return Ok(None) };
         let (key, value) = match spec.split_once('=') {
-            Some((k, v)) if !k.is_empty() => (Some(k.to_owned()), v),
-            _ => (None, spec.as_str()),
+            Some((k, v)) => (Some(k.to_owned()), v),
+            None => (None, spec.as_str()),
         };
-        let value = compile(name, &Some(value.to_owned()))?.expect("compiled a Some");
-        Ok(Some(TagMatch { key, value }))
+        if let Some(range) = NumRange::parse(value) {
+            return Ok(Some(TagMatch::Numeric { key, range }));
+        }
+        let values = value
+            .split(',')
+            .map(|re| compile(name, &Some(re.to_owned())).map(|r| r.expect("compiled a Some")))
+            .collect::<Result<_>>()?;
+        Ok(Some(TagMatch::Strings { key, values }))
     }
 
-    fn matches(&self, profile: &Profile, sample: &Sample) -> bool {
-        sample.label.iter().any(|l| {
-            l.str != 0
-                && self.key.as_deref().is_none_or(|k| profile.str(l.key) == k)
-                && self.value.is_match(profile.str(l.str))
-        })
+    /// pprof's note when a tag filter is read as a number range.
+    fn note(&self, name: &str, spec: &Option<String>) -> Option<String> {
+        let value = spec.as_deref()?;
+        let value = value.split_once('=').map_or(value, |(_, v)| v);
+        matches!(self, TagMatch::Numeric { .. })
+            .then(|| format!("{name}: interpreted '{value}' as a range, not a regular expression"))
+    }
+
+    fn matches(&self, profile: &Profile, units: &HashMap<&str, String>, sample: &Sample) -> bool {
+        match self {
+            TagMatch::Numeric { key, range } => sample.label.iter().any(|l| {
+                let k = profile.str(l.key);
+                l.str == 0
+                    && key.as_deref().is_none_or(|want| want == k)
+                    && range.contains(l.num, units.get(k).map_or("", String::as_str))
+            }),
+            TagMatch::Strings {
+                key: Some(key),
+                values,
+            } => values.iter().any(|re| {
+                sample.label.iter().any(|l| {
+                    l.str != 0 && profile.str(l.key) == key && re.is_match(profile.str(l.str))
+                })
+            }),
+            TagMatch::Strings { key: None, values } => values.iter().all(|re| {
+                sample.label.iter().any(|l| {
+                    l.str != 0
+                        && re.is_match(&format!("{}:{}", profile.str(l.key), profile.str(l.str)))
+                })
+            }),
+        }
     }
 }
 
@@ -134,6 +263,8 @@ impl TagMatch {
 pub struct Matched {
     /// Names of the filters that matched nothing (e.g. `focus`).
     pub unmatched: Vec<&'static str>,
+    /// How a filter was read when that is worth saying (a tag filter taken as a number range).
+    pub notes: Vec<String>,
 }
 
 /// Apply `filters` to `profile`: a new profile with the kept samples, their stacks cut or
@@ -151,6 +282,7 @@ pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)>
     let show_from = compile("show-from", &filters.show_from)?;
     let tagfocus = TagMatch::new("tagfocus", &filters.tagfocus)?;
     let tagignore = TagMatch::new("tagignore", &filters.tagignore)?;
+    let prune_from = compile("prune-from", &filters.prune_from)?;
 
     // Whether a line (by its function) or a location's mapping matches.
     let line_matches = |re: &Regex, function_id: u64| {
@@ -258,13 +390,30 @@ pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)>
     // Tags.
     let (mut tfm, mut tim) = (false, false);
     if tagfocus.is_some() || tagignore.is_some() {
+        for (name, t, spec) in [
+            ("tagfocus", &tagfocus, &filters.tagfocus),
+            ("tagignore", &tagignore, &filters.tagignore),
+        ] {
+            matched
+                .notes
+                .extend(t.as_ref().and_then(|t| t.note(name, spec)));
+        }
+        let units: HashMap<&str, String> = super::num_label_units(profile).into_iter().collect();
         out.sample.retain(|s| {
-            let focused = tagfocus.as_ref().is_none_or(|t| t.matches(profile, s));
-            let ignored = tagignore.as_ref().is_some_and(|t| t.matches(profile, s));
+            let focused = tagfocus
+                .as_ref()
+                .is_none_or(|t| t.matches(profile, &units, s));
+            let ignored = tagignore
+                .as_ref()
+                .is_some_and(|t| t.matches(profile, &units, s));
             tfm |= focused;
             tim |= ignored;
             focused && !ignored
         });
+    }
+
+    if let Some(re) = &prune_from {
+        prune_beneath(&mut out, re);
     }
 
     for (name, set, hit) in [
@@ -281,6 +430,54 @@ pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)>
         }
     }
     Ok((out, matched))
+}
+
+/// pprof's `PruneFrom`: in each location, drop the frames inlined below the first frame whose
+/// (simplified) function name matches; in each stack, drop the locations below the innermost
+/// such location.
+fn prune_beneath(profile: &mut Profile, re: &Regex) {
+    let mut from: HashSet<u64> = HashSet::new();
+    let names: HashMap<u64, String> = profile
+        .function
+        .iter()
+        .map(|f| (f.id, profile.str(f.name).to_owned()))
+        .collect();
+    for loc in &mut profile.location {
+        let hit = loc.line.iter().position(|l| {
+            names
+                .get(&l.function_id)
+                .is_some_and(|n| !n.is_empty() && re.is_match(simplify_function(n)))
+        });
+        if let Some(i) = hit {
+            loc.line.drain(..i);
+            from.insert(loc.id);
+        }
+    }
+    for s in &mut profile.sample {
+        if let Some(i) = s.location_id.iter().position(|id| from.contains(id)) {
+            s.location_id.drain(..i);
+        }
+    }
+}
+
+/// pprof's `simplifyFunc`: a name up to its argument list (the first `(` that does not start
+/// `(anonymous namespace)` or `operator()`), without a leading `.`.
+fn simplify_function(name: &str) -> &str {
+    let name = name.strip_prefix('.').unwrap_or(name);
+    let mut at = 0;
+    while let Some(i) = name[at..].find(['(', 'o']).map(|i| at + i) {
+        let rest = &name[i..];
+        if rest.starts_with("(anonymous namespace)") {
+            at = i + "(anonymous namespace)".len();
+        } else if rest.starts_with("operator()") {
+            at = i + "operator()".len();
+        } else if rest.starts_with('(') {
+            return &name[..i];
+        } else {
+            at = i + 1;
+        }
+    }
+    name
 }
 
 #[cfg(test)]
@@ -453,5 +650,26 @@ mod tests {
             Vec::<String>::new(),
             "no filter, no header lines"
         );
+    }
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::NumRange;
+
+    #[test]
+    fn number_ranges_read_as_pprof_reads_them() {
+        let r = NumRange::parse("1kB:64kB").unwrap();
+        assert!(r.contains(1024, "bytes") && r.contains(65536, "bytes"));
+        assert!(!r.contains(1023, "bytes") && !r.contains(65537, "bytes"));
+        let r = NumRange::parse(":2kB").unwrap();
+        assert!(r.contains(2048, "bytes") && !r.contains(2049, "bytes"));
+        let r = NumRange::parse("16").unwrap();
+        assert!(r.contains(16, "") && !r.contains(17, ""));
+        assert!(NumRange::parse("4MB:").unwrap().contains(5 << 20, "bytes"));
+        assert!(NumRange::parse("1kB:1s").is_none(), "units of two kinds");
+        for not_range in ["alpha", "a1", "1kB:2kB:3kB", "1.5kB", ":"] {
+            assert!(NumRange::parse(not_range).is_none(), "{not_range}");
+        }
     }
 }

@@ -7,28 +7,109 @@
 //! loads: samples whose values are all zero are dropped and samples with the same stack and
 //! labels are summed, keeping the order of first appearance.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use crate::proto::{Function, Label, Profile};
 
-/// What identifies a node: the function name, or for unnamed code the binary (and function
-/// start line), as pprof's `NodeInfo` does once file names and addresses are aggregated away.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct NodeKey {
-    name: String,
-    objfile: String,
-    start_line: i64,
+/// How finely frames are told apart: pprof's `-functions` (the default), `-filefunctions`,
+/// `-files`, `-lines` and `-addresses`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Granularity {
+    /// One node per function name.
+    #[default]
+    Functions,
+    /// One node per function and source file.
+    FileFunctions,
+    /// One node per source file.
+    Files,
+    /// One node per function, file and line.
+    Lines,
+    /// One node per instruction address (with its function, file and line).
+    Addresses,
+}
+
+impl Granularity {
+    /// pprof's name of the granularity (`functions`, `lines`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Functions => "functions",
+            Granularity::FileFunctions => "filefunctions",
+            Granularity::Files => "files",
+            Granularity::Lines => "lines",
+            Granularity::Addresses => "addresses",
+        }
+    }
+
+    /// The granularity called `name` (as pprof spells it), if any.
+    pub fn from_name(name: &str) -> Option<Granularity> {
+        [
+            Granularity::Functions,
+            Granularity::FileFunctions,
+            Granularity::Files,
+            Granularity::Lines,
+            Granularity::Addresses,
+        ]
+        .into_iter()
+        .find(|g| g.name() == name)
+    }
+
+    /// What a frame keeps at this granularity: (function, file, line, address), as pprof's
+    /// `Profile.Aggregate` leaves them.
+    fn keeps(self) -> (bool, bool, bool, bool) {
+        match self {
+            Granularity::Functions => (true, false, false, false),
+            Granularity::FileFunctions => (true, true, false, false),
+            Granularity::Files => (false, true, false, false),
+            Granularity::Lines => (true, true, true, false),
+            Granularity::Addresses => (true, true, true, true),
+        }
+    }
+}
+
+/// What identifies a node, as pprof's `NodeInfo` does after aggregation: address, function
+/// name, file and line as the granularity keeps them; unnamed code is told apart by its binary
+/// and function start line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct NodeKey {
+    pub name: String,
+    pub address: u64,
+    pub file: String,
+    pub start_line: i64,
+    pub lineno: i64,
+    pub objfile: String,
 }
 
 impl NodeKey {
+    /// Go's `fmt.Sprint` of pprof's `NodeInfo`, which pprof's last tie-break compares.
+    fn go_sprint(&self) -> String {
+        format!(
+            "{{{}  {} {} {} {} {}}}",
+            self.name, self.address, self.file, self.start_line, self.lineno, self.objfile
+        )
+    }
+
+    /// pprof's `PrintableName`: address, name, then `file:line`, the file, the binary or
+    /// `<unknown>`, joined by spaces.
     fn printable(&self) -> String {
-        if !self.name.is_empty() {
-            self.name.clone()
-        } else if !self.objfile.is_empty() {
-            format!("[{}]", base_name(&self.objfile))
-        } else {
-            "<unknown>".to_owned()
+        let mut parts = Vec::with_capacity(2);
+        if self.address != 0 {
+            parts.push(format!("{:016x}", self.address));
         }
+        if !self.name.is_empty() {
+            parts.push(self.name.clone());
+        }
+        if self.lineno != 0 {
+            parts.push(format!("{}:{}", self.file, self.lineno));
+        } else if !self.file.is_empty() {
+            parts.push(self.file.clone());
+        } else if !self.name.is_empty() {
+        } else if !self.objfile.is_empty() {
+            parts.push(format!("[{}]", base_name(&self.objfile)));
+        } else {
+            parts.push("<unknown>".to_owned());
+        }
+        parts.join(" ")
     }
 }
 
@@ -44,6 +125,34 @@ pub(crate) fn base_name(path: &str) -> &str {
     trimmed.rsplit('/').next().unwrap_or(trimmed)
 }
 
+/// Go's `filepath.Clean` for the slash-separated paths profiles hold.
+pub(crate) fn clean_path(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_owned();
+    }
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|&p| p != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
 /// The name pprof shows for a function: its name, else its system name (pprof's demangling step
 /// fills an empty name from the system name).
 fn function_name<'p>(profile: &'p Profile, f: &Function) -> &'p str {
@@ -56,8 +165,8 @@ fn function_name<'p>(profile: &'p Profile, f: &Function) -> &'p str {
 /// A sample after pprof's load-time merge.
 #[derive(Debug)]
 pub(crate) struct MergedSample<'p> {
-    /// Location ids, leaf first.
-    pub locations: &'p [u64],
+    /// Location ids, leaf first (each location merged as pprof merges them).
+    pub locations: Cow<'p, [u64]>,
     /// Summed values, one per sample type.
     pub values: Vec<i64>,
     /// The labels of the first sample merged in (all merged samples have equal labels).
@@ -95,8 +204,15 @@ impl NodeStat {
 }
 
 impl<'p> Prepared<'p> {
-    /// Resolve `profile`'s locations into nodes and merge its samples.
+    /// Resolve `profile`'s locations into nodes at the default (`functions`) granularity and
+    /// merge its samples.
     pub fn new(profile: &'p Profile) -> Self {
+        Self::with_granularity(profile, Granularity::Functions)
+    }
+
+    /// Resolve `profile`'s locations into nodes at `granularity` and merge its samples.
+    pub fn with_granularity(profile: &'p Profile, granularity: Granularity) -> Self {
+        let (keep_function, keep_file, keep_line, keep_address) = granularity.keeps();
         let mut prepared = Prepared {
             keys: Vec::new(),
             names: Vec::new(),
@@ -116,38 +232,66 @@ impl<'p> Prepared<'p> {
             .iter()
             .map(|m| (m.id, profile.str(m.filename)))
             .collect();
+        let merged_locations = merge_locations(profile);
         for loc in &profile.location {
+            let Some(&(canonical, display_address)) = merged_locations.get(&loc.id) else {
+                continue; // in no sample, or the same as another location
+            };
+            if canonical != loc.id {
+                continue;
+            }
             let objfile = match loc.mapping_id {
                 0 => "",
                 id => objfiles.get(&id).copied().unwrap_or(""),
             };
-            let unnamed = |start_line| NodeKey {
-                name: String::new(),
-                objfile: objfile.to_owned(),
-                start_line,
-            };
+            let address = if keep_address { display_address } else { 0 };
             let keys: Vec<NodeKey> = if loc.line.is_empty() {
-                vec![unnamed(0)]
+                vec![NodeKey {
+                    address,
+                    objfile: objfile.to_owned(),
+                    ..NodeKey::default()
+                }]
             } else {
                 loc.line
                     .iter()
                     .map(|line| match profile.function_by_id(line.function_id) {
-                        Some(f) => match function_name(profile, f) {
-                            "" => unnamed(f.start_line),
-                            name => NodeKey {
+                        Some(f) => {
+                            let name = if keep_function {
+                                function_name(profile, f)
+                            } else {
+                                ""
+                            };
+                            let file = profile.str(f.filename);
+                            let named = !name.is_empty();
+                            NodeKey {
                                 name: name.to_owned(),
-                                objfile: String::new(),
-                                start_line: 0,
-                            },
+                                address,
+                                file: if keep_file && !file.is_empty() {
+                                    clean_path(file)
+                                } else {
+                                    String::new()
+                                },
+                                start_line: if named { 0 } else { f.start_line },
+                                lineno: if keep_line { line.line } else { 0 },
+                                objfile: if named {
+                                    String::new()
+                                } else {
+                                    objfile.to_owned()
+                                },
+                            }
+                        }
+                        None => NodeKey {
+                            address,
+                            objfile: objfile.to_owned(),
+                            ..NodeKey::default()
                         },
-                        None => unnamed(0),
                     })
                     .collect()
             };
             let nodes = keys.into_iter().map(|k| node(k, &mut prepared)).collect();
             prepared.loc_nodes.insert(loc.id, nodes);
         }
-        prepared.samples = merge_samples(profile);
+        prepared.samples = merge_samples(profile, &merged_locations);
         prepared
     }
 
@@ -218,19 +362,118 @@ impl<'p> Prepared<'p> {
                 .cmp(&first.0.unsigned_abs())
                 .then_with(|| self.names[a].cmp(&self.names[b]))
                 .then_with(|| second.1.unsigned_abs().cmp(&second.0.unsigned_abs()))
-                .then_with(|| self.keys[a].cmp(&self.keys[b]))
+                .then_with(|| self.keys[a].go_sprint().cmp(&self.keys[b].go_sprint()))
         });
     }
+}
+
+/// pprof's `profile.Merge` of locations, as it runs on every profile pprof loads: mappings of
+/// the same object (same rounded size, offset, and build id or file) are one mapping, placed
+/// where the first of them was seen; locations at the same offset into one mapping with the
+/// same lines (functions compared by name, system name, file and start line) are one location.
+/// Two processes' copies of libc thus become one. Returns, for each location id used by a
+/// sample, its canonical location id and its address in the canonical mapping.
+fn merge_locations<'p>(profile: &'p Profile) -> HashMap<u64, (u64, u64)> {
+    type MappingKey<'p> = (u64, u64, &'p str);
+    let mappings: HashMap<u64, (MappingKey<'p>, u64)> = profile
+        .mapping
+        .iter()
+        .map(|m| {
+            let size = m
+                .memory_limit
+                .wrapping_sub(m.memory_start)
+                .wrapping_add(0xfff)
+                & !0xfff;
+            let id = match (profile.str(m.build_id), profile.str(m.filename)) {
+                ("", file) => file,
+                (build_id, _) => build_id,
+            };
+            (m.id, ((size, m.file_offset, id), m.memory_start))
+        })
+        .collect();
+    let mut starts: HashMap<MappingKey<'p>, (usize, u64)> = HashMap::new();
+    let mut place = |key: MappingKey<'p>, start: u64| -> (usize, u64) {
+        let n = starts.len();
+        *starts.entry(key).or_insert((n, start))
+    };
+    if let Some(first) = profile.mapping.first() {
+        let (key, start) = mappings[&first.id];
+        place(key, start);
+    }
+    let mut functions: HashMap<(i64, &str, &str, &str), u64> = HashMap::new();
+    let function_key: HashMap<u64, u64> = profile
+        .function
+        .iter()
+        .map(|f| {
+            let key = (
+                f.start_line,
+                profile.str(f.name),
+                profile.str(f.system_name),
+                profile.str(f.filename),
+            );
+            (f.id, *functions.entry(key).or_insert(f.id))
+        })
+        .collect();
+    let locations: HashMap<u64, &crate::proto::Location> =
+        profile.location.iter().map(|l| (l.id, l)).collect();
+    /// Mapping (canonical), offset into it, lines (function, line), folded.
+    type LocationKey = (Option<usize>, u64, Vec<(u64, i64)>, bool);
+    let mut by_key: HashMap<LocationKey, u64> = HashMap::new();
+    let mut merged: HashMap<u64, (u64, u64)> = HashMap::with_capacity(profile.location.len());
+    for s in &profile.sample {
+        if s.value.iter().all(|&v| v == 0) {
+            continue;
+        }
+        for id in &s.location_id {
+            if merged.contains_key(id) {
+                continue;
+            }
+            let Some(loc) = locations.get(id) else {
+                continue;
+            };
+            let (mapping, offset, display) = match mappings.get(&loc.mapping_id) {
+                Some(&(key, start)) => {
+                    let (n, canonical_start) = place(key, start);
+                    let offset = loc.address.wrapping_sub(start);
+                    (Some(n), offset, canonical_start.wrapping_add(offset))
+                }
+                None => (None, loc.address, loc.address),
+            };
+            let lines = loc
+                .line
+                .iter()
+                .map(|l| {
+                    (
+                        function_key.get(&l.function_id).copied().unwrap_or(0),
+                        l.line,
+                    )
+                })
+                .collect();
+            let canonical = *by_key
+                .entry((mapping, offset, lines, loc.is_folded))
+                .or_insert(loc.id);
+            let display = if canonical == loc.id {
+                display
+            } else {
+                merged[&canonical].1
+            };
+            merged.insert(loc.id, (canonical, display));
+        }
+    }
+    merged
 }
 
 /// A label as merging compares it: key, string value, number, number unit.
 type LabelKey<'p> = (&'p str, &'p str, i64, &'p str);
 /// What makes two samples one: their locations and labels.
-type SampleKey<'p> = (&'p [u64], Vec<LabelKey<'p>>);
+type SampleKey<'p> = (Cow<'p, [u64]>, Vec<LabelKey<'p>>);
 
 /// pprof's `profile.Merge` of a single profile: drop all-zero samples, sum samples with the same
-/// locations and labels.
-fn merge_samples(profile: &Profile) -> Vec<MergedSample<'_>> {
+/// (merged) locations and labels, drop the sums that are zero.
+fn merge_samples<'p>(
+    profile: &'p Profile,
+    merged_locations: &HashMap<u64, (u64, u64)>,
+) -> Vec<MergedSample<'p>> {
     let mut merged: Vec<MergedSample<'_>> = Vec::with_capacity(profile.sample.len());
     let mut index: HashMap<SampleKey<'_>, usize> = HashMap::new();
     for s in &profile.sample {
@@ -251,7 +494,13 @@ fn merge_samples(profile: &Profile) -> Vec<MergedSample<'_>> {
             .collect();
         // Order by key only: values of one key keep their order, as in pprof's label map.
         labels.sort_by_key(|l| l.0);
-        match index.entry((s.location_id.as_slice(), labels)) {
+        let canonical = |id: &u64| merged_locations.get(id).map_or(*id, |&(c, _)| c);
+        let locations: Cow<'p, [u64]> = if s.location_id.iter().all(|id| canonical(id) == *id) {
+            Cow::Borrowed(&s.location_id)
+        } else {
+            Cow::Owned(s.location_id.iter().map(canonical).collect())
+        };
+        match index.entry((locations.clone(), labels)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let m = &mut merged[*e.get()];
                 for (acc, v) in m.values.iter_mut().zip(&s.value) {
@@ -261,12 +510,14 @@ fn merge_samples(profile: &Profile) -> Vec<MergedSample<'_>> {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(merged.len());
                 merged.push(MergedSample {
-                    locations: &s.location_id,
+                    locations,
                     values: s.value.clone(),
                     labels: &s.label,
                 });
             }
         }
     }
+    // Samples that cancel out (a base subtracted) are dropped, as pprof's merge drops them.
+    merged.retain(|m| m.values.iter().any(|&v| v != 0));
     merged
 }

@@ -17,6 +17,7 @@
 //!
 //! Flame graphs are SVG drawn by inferno from the profile's stacks folded root first.
 
+pub mod base;
 pub mod filter;
 pub mod flame;
 mod flamegraph;
@@ -30,6 +31,7 @@ use crate::proto::Profile;
 use crate::{Error, Result};
 
 pub use flamegraph::flamegraph;
+pub use graph::Granularity;
 use graph::{base_name, Prepared};
 use units::{percentage, scale, scaled_label};
 
@@ -48,6 +50,25 @@ pub struct ReportOptions {
     pub title: Option<String>,
     /// pprof's sample filters (`focus`, `ignore`, `hide`, ...), applied before the report.
     pub filters: filter::Filters,
+    /// How finely frames are told apart (`functions` by default).
+    pub granularity: Granularity,
+    /// The unit values are printed in (`ms`, `MB`, `s`, ...); `None` or `minimum` lets pprof's
+    /// rule pick the coarsest unit that keeps the smallest value readable.
+    pub unit: Option<String>,
+}
+
+/// `peek`'s callers-and-callees tables, as data for renderers other than the text report.
+pub mod peek {
+    use super::{tree_report, ReportOptions};
+    pub use super::{PeekEdge, PeekEntry};
+    use crate::proto::Profile;
+    use crate::Result;
+
+    /// The nodes whose name matches `regex` with their callers and callees, as `peek` prints
+    /// them.
+    pub fn entries(profile: &Profile, opts: &ReportOptions, regex: &str) -> Result<Vec<PeekEntry>> {
+        Ok(tree_report(profile, opts, Some(regex))?.entries)
+    }
 }
 
 /// The profile a report draws: `profile` itself, or (with filters) the filtered copy kept in
@@ -68,12 +89,25 @@ fn unfiltered_total(profile: &Profile, opts: &ReportOptions, sel: &Selected<'_>)
     if opts.filters.is_empty() {
         return sel.total;
     }
-    let prepared = Prepared::new(profile);
-    prepared
-        .samples
-        .iter()
-        .map(|s| s.values.get(sel.index).copied().unwrap_or(0).abs())
-        .sum()
+    compute_total(profile, &Prepared::new(profile), sel.index)
+}
+
+/// pprof's `computeTotal`: the sum of the absolute values; with a `diff_base`, the sum over the
+/// base's samples only, so percentages are relative to the base.
+fn compute_total(profile: &Profile, prepared: &Prepared<'_>, index: usize) -> i64 {
+    let (mut total, mut base_total) = (0i64, 0i64);
+    for s in &prepared.samples {
+        let v = s.values.get(index).copied().unwrap_or(0).abs();
+        total += v;
+        if base::is_base_sample(profile, s.labels) {
+            base_total += v;
+        }
+    }
+    if base_total > 0 {
+        base_total
+    } else {
+        total
+    }
 }
 
 /// One function's flat and cum values for one sample type.
@@ -136,11 +170,7 @@ impl<'p> Selected<'p> {
             None => profile.default_sample_index(),
         };
         let vt = &profile.sample_type[index];
-        let total = prepared
-            .samples
-            .iter()
-            .map(|s| s.values.get(index).copied().unwrap_or(0).abs())
-            .sum();
+        let total = compute_total(profile, prepared, index);
         Ok(Selected {
             index,
             type_name: profile.str(vt.r#type),
@@ -231,25 +261,79 @@ fn format_time(nanos: i64) -> String {
     )
 }
 
-/// pprof's `-top` report: the header, then one row per function with flat, flat%, sum%, cum
-/// and cum%, trimmed and sorted as `go tool pprof -top [-cum] [-nodecount=N]` does.
-pub fn top(profile: &Profile, opts: &ReportOptions) -> Result<String> {
-    let original = profile;
-    let mut keep = None;
-    let profile = drawn(original, opts, &mut keep)?;
-    let prepared = Prepared::new(profile);
-    let mut sel = Selected::new(profile, &prepared, opts)?;
-    sel.total = unfiltered_total(original, opts, &sel);
+/// One row of `top`: a node's flat and cum values and whether its callers inlined it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopRow {
+    /// The node's printable name (a function, or `file:line`, ... at other granularities).
+    pub name: String,
+    /// Value of the samples whose leaf is this node.
+    pub flat: i64,
+    /// Value of the samples with this node anywhere in their stack, each sample once.
+    pub cum: i64,
+    /// `""`, `" (inline)"` or `" (partial-inline)"`, as pprof marks inlined functions.
+    pub inline: &'static str,
+}
 
-    // pprof's newTrimmedGraph: drop low-cum nodes, then keep the first `nodecount`.
-    let mut stats = prepared.graph(sel.index, None);
+/// What `top` shows, before it is laid out as text: the web UI draws the same table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopTable {
+    /// The header lines (`File:`, `Type:`, ..., `Showing nodes accounting for ...`).
+    pub labels: Vec<String>,
+    /// The unit of the sample type (`nanoseconds`, `bytes`, `count`).
+    pub unit: String,
+    /// The unit values are printed in (`ms`, `MB`, ...), as pprof chooses it.
+    pub output_unit: String,
+    /// The sample type's name (`cpu`, `alloc_space`, ...).
+    pub type_name: String,
+    /// The total percentages are relative to.
+    pub total: i64,
+    /// The rows, in `top`'s order.
+    pub rows: Vec<TopRow>,
+}
+
+impl TopTable {
+    /// `value` formatted as the table prints it.
+    pub fn format(&self, value: i64) -> String {
+        scaled_label(value, &self.unit, &self.output_unit)
+    }
+}
+
+/// How a report trims its graph: pprof trims `top` and `tree` (dropping nodes below 0.5% of the
+/// total and edges below 0.1%) but not `peek`, `list` or `disasm`.
+#[derive(Debug, Clone, Copy)]
+struct Trim {
+    /// Whether to drop low-value nodes and edges.
+    fractions: bool,
+    /// Keep at most this many nodes (0: all).
+    nodecount: usize,
+}
+
+/// A graph as pprof's `newTrimmedGraph` leaves it: low-cum nodes dropped, at most `nodecount`
+/// kept, sorted, low-weight edges removed.
+struct Trimmed {
+    stats: Vec<graph::NodeStat>,
+    /// The kept nodes in report order.
+    nodes: Vec<usize>,
+    /// How many nodes survived the cum cutoff, before `nodecount`.
+    orig_count: usize,
+    /// How many the cum cutoff dropped.
+    dropped: usize,
+}
+
+fn trimmed_graph(prepared: &Prepared<'_>, index: usize, trim: Trim, by_cum: bool) -> Trimmed {
+    let mut stats = prepared.graph(index, None);
     let present = |stats: &[graph::NodeStat]| -> Vec<usize> {
         (0..stats.len()).filter(|&n| stats[n].present()).collect()
     };
     let mut nodes = present(&stats);
     let total_value: i64 = nodes.iter().map(|&n| stats[n].flat).sum();
-    let node_cutoff = ((total_value as f64 * NODE_FRACTION) as i64).abs();
-    let edge_cutoff = ((total_value as f64 * EDGE_FRACTION) as i64).abs();
+    let (node_fraction, edge_fraction) = if trim.fractions {
+        (NODE_FRACTION, EDGE_FRACTION)
+    } else {
+        (0.0, 0.0)
+    };
+    let node_cutoff = ((total_value as f64 * node_fraction) as i64).abs();
+    let edge_cutoff = ((total_value as f64 * edge_fraction) as i64).abs();
     let mut dropped = 0;
     if node_cutoff > 0 {
         let kept: Vec<usize> = nodes
@@ -259,29 +343,49 @@ pub fn top(profile: &Profile, opts: &ReportOptions) -> Result<String> {
             .collect();
         if kept.len() != nodes.len() {
             dropped = nodes.len() - kept.len();
-            stats = prepared.graph(sel.index, Some(&mask(&kept, stats.len())));
+            stats = prepared.graph(index, Some(&mask(&kept, stats.len())));
             nodes = present(&stats);
         }
     }
     let orig_count = nodes.len();
-    prepared.sort(&mut nodes, &stats, opts.sort_by_cum);
-    if let Some(n) = opts.nodecount.filter(|&n| n > 0 && n < nodes.len()) {
-        nodes.truncate(n);
-        stats = prepared.graph(sel.index, Some(&mask(&nodes, stats.len())));
+    prepared.sort(&mut nodes, &stats, by_cum);
+    if trim.nodecount > 0 && trim.nodecount < nodes.len() {
+        nodes.truncate(trim.nodecount);
+        stats = prepared.graph(index, Some(&mask(&nodes, stats.len())));
         nodes = present(&stats);
-        prepared.sort(&mut nodes, &stats, opts.sort_by_cum);
+        prepared.sort(&mut nodes, &stats, by_cum);
     }
+    if edge_cutoff > 0 {
+        // pprof trims the edges into the graph's nodes only.
+        for &n in &nodes {
+            stats[n]
+                .callers
+                .retain(|_, &mut (w, _)| w.abs() >= edge_cutoff);
+        }
+    }
+    Trimmed {
+        stats,
+        nodes,
+        orig_count,
+        dropped,
+    }
+}
 
-    let output_unit = select_output_unit(&nodes, &stats, &sel);
-    let format = |v: i64| scaled_label(v, sel.unit, &output_unit);
-
-    let mut labels = profile_labels(profile, &sel, opts, &format);
+/// pprof's `reportLabels`: the profile's header, active filters, and what the graph shows.
+fn report_labels(
+    profile: &Profile,
+    sel: &Selected<'_>,
+    opts: &ReportOptions,
+    g: &Trimmed,
+    format: &dyn Fn(i64) -> String,
+) -> Vec<String> {
+    let mut labels = profile_labels(profile, sel, opts, format);
     let active = opts.filters.active();
     if !active.is_empty() {
         labels.push("Active filters:".to_owned());
         labels.extend(active.iter().map(|f| format!("   {f}")));
     }
-    let flat_sum: i64 = nodes.iter().map(|&n| stats[n].flat).sum();
+    let flat_sum: i64 = g.nodes.iter().map(|&n| g.stats[n].flat).sum();
     labels.push(format!(
         "Showing nodes accounting for {}, {} of {} total",
         format(flat_sum),
@@ -289,25 +393,112 @@ pub fn top(profile: &Profile, opts: &ReportOptions) -> Result<String> {
         format(sel.total)
     ));
     if sel.total != 0 {
-        if dropped > 0 {
+        if g.dropped > 0 {
             let cutoff = ((sel.total as f64 * NODE_FRACTION) as i64).abs();
             labels.push(format!(
-                "Dropped {dropped} {} (cum <= {})",
-                if dropped > 1 { "nodes" } else { "node" },
+                "Dropped {} {} (cum <= {})",
+                g.dropped,
+                if g.dropped > 1 { "nodes" } else { "node" },
                 format(cutoff)
             ));
         }
-        if !nodes.is_empty() && nodes.len() < orig_count {
+        if !g.nodes.is_empty() && g.nodes.len() < g.orig_count {
             labels.push(format!(
-                "Showing top {} nodes out of {orig_count}",
-                nodes.len()
+                "Showing top {} nodes out of {}",
+                g.nodes.len(),
+                g.orig_count
             ));
         }
     }
+    labels
+}
 
+/// A report's inputs after filtering: the drawn profile, its nodes and the chosen sample type.
+struct Setup<'p> {
+    prepared: Prepared<'p>,
+    sel: Selected<'p>,
+}
+
+impl<'p> Setup<'p> {
+    /// Filter (into `keep`), resolve nodes at the chosen granularity and select the sample
+    /// type; the total is the unfiltered profile's, as pprof computes it before filtering.
+    fn new(
+        original: &'p Profile,
+        opts: &ReportOptions,
+        keep: &'p mut Option<Profile>,
+    ) -> Result<(&'p Profile, Setup<'p>)> {
+        let profile = drawn(original, opts, keep)?;
+        let prepared = Prepared::with_granularity(profile, opts.granularity);
+        let mut sel = Selected::new(profile, &prepared, opts)?;
+        sel.total = unfiltered_total(original, opts, &sel);
+        Ok((profile, Setup { prepared, sel }))
+    }
+
+    /// The unit values are printed in: `opts.unit`, or pprof's `minimum` choice for `nodes`.
+    fn output_unit(&self, opts: &ReportOptions, g: &Trimmed) -> String {
+        match opts.unit.as_deref() {
+            Some(unit) if unit != "minimum" => unit.to_owned(),
+            _ => select_output_unit(&g.nodes, &g.stats, &self.sel),
+        }
+    }
+}
+
+/// The table pprof's `-top` report prints: rows trimmed and sorted as
+/// `go tool pprof -top [-cum] [-nodecount=N]` does, with the header lines above them.
+pub fn top_table(profile: &Profile, opts: &ReportOptions) -> Result<TopTable> {
+    let mut keep = None;
+    let (drawn_profile, setup) = Setup::new(profile, opts, &mut keep)?;
+    let trim = Trim {
+        fractions: true,
+        nodecount: opts.nodecount.unwrap_or(0),
+    };
+    let g = trimmed_graph(&setup.prepared, setup.sel.index, trim, opts.sort_by_cum);
+    let output_unit = setup.output_unit(opts, &g);
+    let sel = &setup.sel;
+    let format = |v: i64| scaled_label(v, sel.unit, &output_unit);
+    let labels = report_labels(drawn_profile, sel, opts, &g, &format);
+    let rows = g
+        .nodes
+        .iter()
+        .map(|&n| {
+            let s = &g.stats[n];
+            let (mut inline, mut not_inline) = (false, false);
+            for &(_, is_inline) in s.callers.values() {
+                if is_inline {
+                    inline = true;
+                } else {
+                    not_inline = true;
+                }
+            }
+            TopRow {
+                name: setup.prepared.names[n].clone(),
+                flat: s.flat,
+                cum: s.cum,
+                inline: match (inline, not_inline) {
+                    (true, true) => " (partial-inline)",
+                    (true, false) => " (inline)",
+                    _ => "",
+                },
+            }
+        })
+        .collect();
+    Ok(TopTable {
+        labels,
+        unit: sel.unit.to_owned(),
+        output_unit,
+        type_name: sel.type_name.to_owned(),
+        total: sel.total,
+        rows,
+    })
+}
+
+/// pprof's `-top` report: the header, then one row per node with flat, flat%, sum%, cum and
+/// cum%.
+pub fn top(profile: &Profile, opts: &ReportOptions) -> Result<String> {
+    let table = top_table(profile, opts)?;
     let mut out = String::new();
-    for l in labels {
-        out.push_str(&l);
+    for l in &table.labels {
+        out.push_str(l);
         out.push('\n');
     }
     let _ = writeln!(
@@ -316,37 +507,212 @@ pub fn top(profile: &Profile, opts: &ReportOptions) -> Result<String> {
         "flat", "flat", "sum", "cum", "cum"
     );
     let mut sum = 0;
-    for &n in &nodes {
-        let s = &stats[n];
-        sum += s.flat;
-        let (mut inline, mut not_inline) = (false, false);
-        for &(weight, is_inline) in s.callers.values() {
-            if weight.abs() < edge_cutoff {
-                continue; // pprof trims such edges before looking at them
-            }
-            if is_inline {
-                inline = true;
-            } else {
-                not_inline = true;
-            }
-        }
-        let mark = match (inline, not_inline) {
-            (true, true) => " (partial-inline)",
-            (true, false) => " (inline)",
-            _ => "",
-        };
+    for row in &table.rows {
+        sum += row.flat;
         let _ = writeln!(
             out,
-            "{:>10} {} {} {:>10} {}  {}{mark}",
-            format(s.flat),
-            percentage(s.flat, sel.total),
-            percentage(sum, sel.total),
-            format(s.cum),
-            percentage(s.cum, sel.total),
-            prepared.names[n],
+            "{:>10} {} {} {:>10} {}  {}{}",
+            table.format(row.flat),
+            percentage(row.flat, table.total),
+            percentage(sum, table.total),
+            table.format(row.cum),
+            percentage(row.cum, table.total),
+            row.name,
+            row.inline,
         );
     }
     Ok(out)
+}
+
+/// One edge of a `peek` or `tree` entry: a caller or callee and the value that flowed through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeekEdge {
+    /// The caller's or callee's printable name.
+    pub name: String,
+    /// The value of the samples with this call.
+    pub value: i64,
+    /// Whether every such call was inlined.
+    pub inline: bool,
+}
+
+/// A node of `peek` or `tree` with its callers and callees, each sorted by value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeekEntry {
+    /// The node's printable name.
+    pub name: String,
+    /// Its flat value.
+    pub flat: i64,
+    /// Its cum value.
+    pub cum: i64,
+    /// Who called it, heaviest first.
+    pub callers: Vec<PeekEdge>,
+    /// What it called, heaviest first.
+    pub callees: Vec<PeekEdge>,
+}
+
+/// A tree-shaped report's content: the header and the entries, with their formatter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeReport {
+    /// The same table header as `top` (rows empty); its `format` prints values.
+    pub table: TopTable,
+    /// The entries in report order.
+    pub entries: Vec<PeekEntry>,
+}
+
+/// The entries of pprof's `-tree` (`regex` None, trimmed, at most `nodecount` nodes, 80 by
+/// default) or `-peek=REGEX` (untrimmed, only nodes whose name matches).
+pub fn tree_report(
+    profile: &Profile,
+    opts: &ReportOptions,
+    regex: Option<&str>,
+) -> Result<TreeReport> {
+    let rx = regex
+        .map(|re| {
+            regex::Regex::new(re).map_err(|e| {
+                Error::Filter(format!(
+                    "bad regular expression {re:?}: {}",
+                    e.to_string().lines().last().unwrap_or_default()
+                ))
+            })
+        })
+        .transpose()?;
+    let mut keep = None;
+    let (drawn_profile, setup) = Setup::new(profile, opts, &mut keep)?;
+    let trim = Trim {
+        fractions: rx.is_none(),
+        nodecount: if rx.is_none() {
+            opts.nodecount.unwrap_or(80)
+        } else {
+            0
+        },
+    };
+    let g = trimmed_graph(&setup.prepared, setup.sel.index, trim, opts.sort_by_cum);
+    let output_unit = setup.output_unit(opts, &g);
+    let sel = &setup.sel;
+    let format = |v: i64| scaled_label(v, sel.unit, &output_unit);
+    let labels = report_labels(drawn_profile, sel, opts, &g, &format);
+    let names = &setup.prepared.names;
+    let edge_order = |a: &(usize, usize, i64, bool), b: &(usize, usize, i64, bool)| {
+        b.2.unsigned_abs()
+            .cmp(&a.2.unsigned_abs())
+            .then_with(|| names[a.0].cmp(&names[b.0]))
+            .then_with(|| names[a.1].cmp(&names[b.1]))
+    };
+    // (caller, callee, weight, inline), grouped by caller. As in pprof, a node that left the
+    // graph because its values sum to zero (a diff) still shows as a caller or callee.
+    let mut callees: Vec<Vec<(usize, usize, i64, bool)>> = vec![Vec::new(); g.stats.len()];
+    for (n, stat) in g.stats.iter().enumerate() {
+        for (&caller, &(w, inline)) in &stat.callers {
+            callees[caller].push((caller, n, w, inline));
+        }
+    }
+    let edge = |name: usize, (_, _, value, inline): (usize, usize, i64, bool)| PeekEdge {
+        name: names[name].clone(),
+        value,
+        inline,
+    };
+    let mut entries = Vec::new();
+    for &n in &g.nodes {
+        if rx.as_ref().is_some_and(|rx| !rx.is_match(&names[n])) {
+            continue;
+        }
+        let mut ins: Vec<(usize, usize, i64, bool)> = g.stats[n]
+            .callers
+            .iter()
+            .map(|(&c, &(w, inline))| (c, n, w, inline))
+            .collect();
+        ins.sort_by(edge_order);
+        let mut outs = std::mem::take(&mut callees[n]);
+        outs.sort_by(edge_order);
+        entries.push(PeekEntry {
+            name: names[n].clone(),
+            flat: g.stats[n].flat,
+            cum: g.stats[n].cum,
+            callers: ins.into_iter().map(|e| edge(e.0, e)).collect(),
+            callees: outs.into_iter().map(|e| edge(e.1, e)).collect(),
+        });
+    }
+    if let (Some(re), true) = (regex, entries.is_empty()) {
+        return Err(Error::NoMatch(format!("no matches found for regexp: {re}")));
+    }
+    Ok(TreeReport {
+        table: TopTable {
+            labels,
+            unit: sel.unit.to_owned(),
+            output_unit,
+            type_name: sel.type_name.to_owned(),
+            total: sel.total,
+            rows: Vec::new(),
+        },
+        entries,
+    })
+}
+
+/// Lay out a tree report as pprof's `printTree` does.
+fn print_tree(report: &TreeReport) -> String {
+    const SEPARATOR: &str =
+        "----------------------------------------------------------+-------------";
+    const LEGEND: &str =
+        "      flat  flat%   sum%        cum   cum%   calls calls% + context \t \t ";
+    let t = &report.table;
+    let mut out = String::new();
+    for l in &t.labels {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str(SEPARATOR);
+    out.push('\n');
+    out.push_str(LEGEND);
+    out.push('\n');
+    let mut flat_sum = 0;
+    let edge_line = |out: &mut String, e: &PeekEdge, cum: i64| {
+        let _ = writeln!(
+            out,
+            "{:>50} {} |   {}{}",
+            t.format(e.value),
+            percentage(e.value, cum),
+            e.name,
+            if e.inline { " (inline)" } else { "" }
+        );
+    };
+    for e in &report.entries {
+        out.push_str(SEPARATOR);
+        out.push('\n');
+        for c in &e.callers {
+            edge_line(&mut out, c, e.cum);
+        }
+        flat_sum += e.flat;
+        let _ = writeln!(
+            out,
+            "{:>10} {} {} {:>10} {}                | {}",
+            t.format(e.flat),
+            percentage(e.flat, t.total),
+            percentage(flat_sum, t.total),
+            t.format(e.cum),
+            percentage(e.cum, t.total),
+            e.name
+        );
+        for c in &e.callees {
+            edge_line(&mut out, c, e.cum);
+        }
+    }
+    if !report.entries.is_empty() {
+        out.push_str(SEPARATOR);
+        out.push('\n');
+    }
+    out
+}
+
+/// pprof's `-tree` report: every node (trimmed as for a graph, at most `nodecount`, 80 by
+/// default) with its callers above and callees below.
+pub fn tree(profile: &Profile, opts: &ReportOptions) -> Result<String> {
+    Ok(print_tree(&tree_report(profile, opts, None)?))
+}
+
+/// pprof's `-peek=REGEX` report: the nodes whose name matches, untrimmed, with their callers and
+/// callees. No match is an [`Error::NoMatch`].
+pub fn peek(profile: &Profile, opts: &ReportOptions, regex: &str) -> Result<String> {
+    Ok(print_tree(&tree_report(profile, opts, Some(regex))?))
 }
 
 fn mask(nodes: &[usize], len: usize) -> Vec<bool> {
@@ -411,7 +777,7 @@ pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
     }
     for sample in &prepared.samples {
         let mut stack: Vec<(usize, bool)> = Vec::new();
-        for &loc in sample.locations {
+        for &loc in sample.locations.iter() {
             let frames = prepared.frames(loc);
             for (i, &n) in frames.iter().enumerate() {
                 stack.push((n, i != frames.len() - 1));
@@ -465,7 +831,7 @@ pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
 
 /// pprof's `NumLabelUnits`: each numeric label key's unit is the first unit given for it
 /// anywhere in the profile, else `bytes` for `alignment` and `request`, else the key itself.
-fn num_label_units(profile: &Profile) -> BTreeMap<&str, String> {
+pub(crate) fn num_label_units(profile: &Profile) -> BTreeMap<&str, String> {
     let mut units: BTreeMap<&str, String> = BTreeMap::new();
     for s in &profile.sample {
         for l in &s.label {
