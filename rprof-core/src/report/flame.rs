@@ -13,15 +13,13 @@
 
 use std::collections::HashMap;
 
-use super::graph::{MergedSample, Prepared};
-use super::{ReportOptions, Selected};
+use super::base::is_base_sample;
+use super::{ReportOptions, Setup};
 use crate::proto::Profile;
 use crate::{Error, Result};
 
-/// The label key (with value `true`) pprof puts on the base's samples of a `diff_base` profile.
-pub const BASE_LABEL: &str = "pprof::base";
-
-/// One frame of a flame graph: a function at one position in the stacks below its parent.
+/// One frame of a flame graph: a node of the report's graph (a function at the default
+/// granularity) at one position in the stacks below its parent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlameNode {
     /// The function name as `top` prints it (`root` for the tree's root).
@@ -83,9 +81,8 @@ struct Building {
 
 fn build(profile: &Profile, opts: &ReportOptions, inverted_at: Option<&str>) -> Result<FlameNode> {
     let mut keep = None;
-    let profile = super::drawn(profile, opts, &mut keep)?;
-    let prepared = Prepared::new(profile);
-    let sel = Selected::new(profile, &prepared, opts)?;
+    let (profile, setup) = Setup::new(profile, opts, &mut keep)?;
+    let (prepared, sel) = (&setup.prepared, &setup.sel);
     let target = match inverted_at {
         None => None,
         Some(name) => match prepared.names.iter().position(|n| n == name) {
@@ -97,14 +94,10 @@ fn build(profile: &Profile, opts: &ReportOptions, inverted_at: Option<&str>) -> 
             }
         },
     };
-    let base_key = profile.string_table.iter().position(|s| s == BASE_LABEL);
-    let true_str = profile.string_table.iter().position(|s| s == "true");
-    let is_base = |s: &MergedSample<'_>| {
-        let (Some(k), Some(t)) = (base_key, true_str) else {
-            return false;
-        };
-        s.labels.iter().any(|l| l.key == k as i64 && l.str == t as i64)
-    };
+    let diff = profile
+        .string_table
+        .iter()
+        .any(|s| s == super::base::BASE_LABEL);
 
     let root_name = match target {
         Some(n) => n,
@@ -135,7 +128,11 @@ fn build(profile: &Profile, opts: &ReportOptions, inverted_at: Option<&str>) -> 
                 None => continue,
             },
         };
-        let (value, base) = if is_base(sample) { (0, -v) } else { (v, 0) };
+        let (value, base) = if diff && is_base_sample(profile, sample.labels) {
+            (0, -v)
+        } else {
+            (v, 0)
+        };
         let mut at = 0;
         arena[0].value += value;
         arena[0].base += base;
@@ -219,7 +216,7 @@ mod tests {
         b.add_sample(&[leaf, work, main], &[30]);
         b.add_sample(&[work, main], &[10]);
         b.add_sample(&[leaf_in_rec, rec, main], &[5]);
-        let key = b.string(BASE_LABEL);
+        let key = b.string(super::super::base::BASE_LABEL);
         let t = b.string("true");
         let label = Label {
             key,
