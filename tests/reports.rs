@@ -177,6 +177,9 @@ fn top_and_traces_at_every_granularity_match_go_pprof() {
         "-top {multi}" => "top {multi}",
         "-top -addresses {multi}" => "top --addresses {multi}",
         "-traces {multi}" => "traces {multi}",
+        "-traces -lines {cpu}" => "traces --lines {cpu}",
+        "-traces -addresses -focus=burn {multi}" => "traces --addresses --focus burn {multi}",
+        "-traces -files {mem}" => "traces --files {mem}",
     ]);
 }
 

@@ -89,14 +89,14 @@ fn unfiltered_total(profile: &Profile, opts: &ReportOptions, sel: &Selected<'_>)
     if opts.filters.is_empty() {
         return sel.total;
     }
-    compute_total(profile, &Prepared::new(profile), sel.index)
+    compute_total(profile, &graph::merged_samples(profile), sel.index)
 }
 
 /// pprof's `computeTotal`: the sum of the absolute values; with a `diff_base`, the sum over the
 /// base's samples only, so percentages are relative to the base.
-fn compute_total(profile: &Profile, prepared: &Prepared<'_>, index: usize) -> i64 {
+fn compute_total(profile: &Profile, samples: &[graph::MergedSample<'_>], index: usize) -> i64 {
     let (mut total, mut base_total) = (0i64, 0i64);
-    for s in &prepared.samples {
+    for s in samples {
         let v = s.values.get(index).copied().unwrap_or(0).abs();
         total += v;
         if base::is_base_sample(profile, s.labels) {
@@ -170,7 +170,7 @@ impl<'p> Selected<'p> {
             None => profile.default_sample_index(),
         };
         let vt = &profile.sample_type[index];
-        let total = compute_total(profile, prepared, index);
+        let total = compute_total(profile, &prepared.samples, index);
         Ok(Selected {
             index,
             type_name: profile.str(vt.r#type),
@@ -764,7 +764,7 @@ pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
     let original = profile;
     let mut keep = None;
     let profile = drawn(original, opts, &mut keep)?;
-    let prepared = Prepared::new(profile);
+    let prepared = Prepared::with_granularity(profile, opts.granularity);
     let mut sel = Selected::new(profile, &prepared, opts)?;
     sel.total = unfiltered_total(original, opts, &sel);
     let format = |v: i64| scaled_label(v, sel.unit, "minimum");
