@@ -344,6 +344,11 @@ fn views_in_a_real_browser() {
         .expect("hot_three in the CLI's top");
     // The CLI prints 3 significant digits and a percentage of two decimals: the page's value
     // rounds to the one and its cum% is the other.
+    assert_eq!(
+        cli_line.split_whitespace().nth(3),
+        label.as_str(),
+        "the page's top prints hot_three's cum as the CLI does: {cli_line}"
+    );
     let cli_cum = nanoseconds(cli_line.split_whitespace().nth(3).unwrap());
     assert!(
         (cli_cum - hot_three_cum).abs() <= cli_cum * 0.005,
@@ -392,9 +397,10 @@ fn views_in_a_real_browser() {
     b.wait_for("rprof.flame.matchCount > 0");
     assert_eq!(f64_of(&b.eval("rprof.flame.matchSum")), hot_three_cum);
     let shown = b.eval("document.querySelector('#search-result').textContent");
+    let cli_pct = cli_line.split_whitespace().nth(4).unwrap();
     assert!(
-        shown.as_str().unwrap().contains(label.as_str().unwrap()),
-        "the sum is shown as {label}: {shown}"
+        shown.as_str().unwrap().contains(&format!("({cli_pct} of")),
+        "the sum is shown as {cli_pct} of the total, as top's cum% of hot_three: {shown}"
     );
     let pixel = b.eval(
         "(() => { const r = rprof.flame.rectOf('cpu_split::hot_three');
@@ -433,6 +439,50 @@ fn views_in_a_real_browser() {
     );
     b.screenshot("callers");
 
+    // Peek: hot_three's callers and callees, as `cargo rprof peek` lists them.
+    b.open(
+        &format!("{url}/#view=peek&re=%5Ecpu_split%3A%3Ahot_three%24"),
+        "peek",
+    );
+    let entries = b.eval("rprof.lastPeek.entries");
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["callers"][0]["name"], json!("cpu_split::split"));
+    let cli = run({
+        let mut c = Command::new(cargo_rprof());
+        c.args(["rprof", "peek", "^cpu_split::hot_three$"]).arg(&cpu);
+        c
+    });
+    cli.expect_code(0);
+    for edge in entries[0]["callers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(entries[0]["callees"].as_array().unwrap())
+    {
+        let mark = if edge["inline"] == json!(true) {
+            " (inline)"
+        } else {
+            ""
+        };
+        let (name, label) = (
+            format!("|   {}{mark}", edge["name"].as_str().unwrap()),
+            edge["label"].as_str().unwrap(),
+        );
+        assert!(
+            cli.stdout
+                .lines()
+                .any(|l| l.ends_with(&name) && l.split_whitespace().next() == Some(label)),
+            "{name} {label} as in `cargo rprof peek`:\n{}",
+            cli.stdout
+        );
+    }
+    assert_eq!(
+        b.eval("document.querySelector('#peek tr.self td.name').textContent"),
+        json!("cpu_split::hot_three")
+    );
+    b.screenshot("peek");
+
     // A bad filter is one line on the page, not a broken page.
     b.open(&format!("{url}/#view=top&focus=("), "top");
     let error = b.eval("document.querySelector('#error').textContent");
@@ -440,6 +490,66 @@ fn views_in_a_real_browser() {
         error,
         json!(r#"bad --focus regular expression "(": unclosed group"#)
     );
+}
+
+/// The sum of one sample type's values in a profile file.
+fn total(file: &Path, sample_type: &str) -> i64 {
+    let p = rprof::read_profile(file);
+    let i = p.sample_index(sample_type).unwrap();
+    p.sample.iter().map(|s| s.value[i]).sum()
+}
+
+#[test]
+fn diff_of_two_runs() {
+    let fixture = Fixture::copy("cpu_split");
+    let base = cpu_profile(&fixture, "base.prof");
+    let new = cpu_profile(&fixture, "new.prof");
+    let Some(chromium) = chromium() else { return };
+    let server = Server::start(&[
+        new.to_str().unwrap(),
+        "--diff_base",
+        base.to_str().unwrap(),
+    ]);
+    let mut b = Browser::launch(&chromium, &fixture.path("chromium"));
+    b.open(&format!("{}/#view=flame", server.url), "flame");
+    assert_eq!(b.eval("rprof.meta.diff"), json!(true));
+    // The root holds both runs apart: the new run's total and the base's.
+    assert_eq!(
+        f64_of(&b.eval("rprof.flame.root.value")),
+        total(&new, "cpu") as f64
+    );
+    assert_eq!(
+        f64_of(&b.eval("rprof.flame.root.base")),
+        total(&base, "cpu") as f64
+    );
+    // Frames are colored by their delta: red where the new run spent more, green less.
+    let colors = b.eval(
+        "(() => { const out = {}; const walk = n => { const d = n.value - n.base;
+                    const c = rprof.flame.color(n); if (d > 0.1 * n.base && n.base > 0) out.grew = c;
+                    if (-d > 0.1 * n.base && n.value > 0) out.shrank = c;
+                    n.children.forEach(walk); }; walk(rprof.flame.root); return out; })()",
+    );
+    for (kind, channel) in [("grew", 0), ("shrank", 1)] {
+        if let Some(c) = colors[kind].as_str() {
+            let rgb: Vec<u32> = c
+                .trim_start_matches("rgb(")
+                .trim_end_matches(')')
+                .split(',')
+                .map(|x| x.trim().parse().unwrap())
+                .collect();
+            assert!(
+                rgb[channel] > rgb[1 - channel] && rgb[channel] > rgb[2],
+                "a frame that {kind} is drawn {c}"
+            );
+        }
+    }
+    assert!(
+        colors.as_object().is_some_and(|o| !o.is_empty()),
+        "two runs of a timed loop differ somewhere: {colors}"
+    );
+    b.screenshot("flame-diff");
+    b.open(&format!("{}/#view=top", server.url), "top");
+    b.screenshot("top-diff");
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub enum Command {
     Diff(DiffArgs),
     /// Write a flame graph (SVG) of a profile.
     Flamegraph(FlamegraphArgs),
-    /// Browse profiles in a local web UI: top, flame graph, callers; with the same filters.
+    /// Browse profiles in a local web UI: top, flame graph, callers, peek; the same filters.
     Web(WebArgs),
 }
 
@@ -297,18 +297,9 @@ pub struct FlamegraphArgs {
 /// `cargo rprof web`.
 #[derive(Debug, Clone, Args)]
 pub struct WebArgs {
-    /// The profiles to show (pprof format, gzip or raw); several are merged into one.
-    #[arg(value_name = "FILE", required = true)]
-    pub files: Vec<PathBuf>,
-    /// The sample type the page starts with (default: the profile's default).
-    #[arg(
-        long = "sample-index",
-        visible_alias = "sample_index",
-        value_name = "NAME"
-    )]
-    pub sample_index: Option<String>,
+    /// The profiles, base, sample type, granularity and filters the page starts with.
     #[command(flatten)]
-    pub filters: FilterArgs,
+    pub report: ReportArgs,
     /// Where to serve the page: HOST:PORT, port 0 for a free one. Only loopback addresses
     /// unless --http-allow-remote is given.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]

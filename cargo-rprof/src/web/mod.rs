@@ -2,8 +2,10 @@
 //!
 //! The server is a thin renderer, as the design says: it loads the profiles once, and every
 //! JSON request runs the same rprof-core reports the CLI prints (same filters, same numbers),
-//! with the filters and the sample type taken from the query string under the CLI's names
-//! (`focus`, `ignore`, `hide`, `show`, `show_from`, `tagfocus`, `tagignore`, `sample_index`).
+//! with the options taken from the query string under the CLI's names (`sample_index`,
+//! `granularity`, `unit`, `focus`, `ignore`, `hide`, `show`, `show_from`, `prune_from`,
+//! `tagfocus`, `tagignore`). The inputs (several files merged, a `--base` or `--diff_base`) are
+//! fixed on the command line.
 //! The page (HTML, CSS and two hand-written JS modules in `assets/`) is embedded in the binary
 //! and keeps its state in the URL's fragment, so a link can be shared and a reload keeps the
 //! view.
@@ -15,20 +17,21 @@
 //!
 //! Endpoints (all `GET`):
 //! - `/`, `/app.js`, `/flame.js`, `/style.css`: the page;
-//! - `/api/meta`: input files, sample types, the default one, whether a base is shown;
-//! - `/api/top`: every function's flat and cum, sorted as `top` sorts them;
-//! - `/api/flame`: the flame graph tree; with `f=NAME`, the callers tree of that function.
+//! - `/api/meta`: input files, base, sample types, the default one, the starting options;
+//! - `/api/top`: `top`'s table (header lines, rows trimmed and sorted as `top` prints them);
+//! - `/api/flame`: the flame graph tree; with `f=NAME`, the callers tree of that node;
+//! - `/api/peek?f=REGEX`: `peek`'s callers and callees of the matching nodes.
 
 mod json;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use rprof_core::report::{self, filter::Filters, ReportOptions};
+use rprof_core::report::{self, Granularity, ReportOptions};
 use rprof_core::Profile;
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::cli::{FilterArgs, WebArgs};
+use crate::cli::WebArgs;
 use crate::CliError;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -43,39 +46,33 @@ const FLAME_MIN_FRACTION: f64 = 1.0 / 20_000.0;
 
 /// What the server shows: the loaded profile and how it was given.
 pub struct Shown {
-    /// The input profile (several files merged).
+    /// The input profile: the files merged, the base combined.
     pub profile: Profile,
     /// The input files, as given on the command line.
     pub files: Vec<PathBuf>,
-    /// Filters from the command line: the page starts with them.
-    pub filters: Filters,
-    /// The sample type from the command line, if any.
-    pub sample_index: Option<String>,
+    /// The base profile and its flag (`base` or `diff_base`), if one was given.
+    pub base: Option<(PathBuf, &'static str)>,
+    /// The options of the command line: the page starts with them.
+    pub start: ReportOptions,
 }
 
 /// `cargo rprof web`: load, bind, print the URL, open a browser when there is a display, serve
 /// until interrupted.
 pub fn web(a: &WebArgs) -> Result<(), CliError> {
-    let filters = a.filters.filters();
-    filters
-        .check()
-        .map_err(|e| CliError::Usage(e.to_string()))?;
     let addr = bind_address(&a.http, a.http_allow_remote)?;
     let shown = load(a)?;
-    if let Some(name) = &shown.sample_index {
-        shown
-            .profile
-            .sample_index(name)
-            .map_err(|e| CliError::Usage(e.to_string()))?;
-    }
-    let server = Server::http(addr).map_err(|e| {
-        CliError::Usage(format!("cannot listen on http://{addr}: {e}"))
+    // The starting options must work: the same check as the first page load would make.
+    report::top_table(&shown.profile, &shown.start).map_err(|e| match e {
+        rprof_core::Error::NoMatch(m) | rprof_core::Error::Filter(m) => CliError::Usage(m),
+        e => CliError::Usage(e.to_string()),
     })?;
+    let server = Server::http(addr)
+        .map_err(|e| CliError::Usage(format!("cannot listen on http://{addr}: {e}")))?;
     let bound = server
         .server_addr()
         .to_ip()
         .ok_or_else(|| CliError::Usage("the server has no IP address".into()))?;
-    let url = format!("http://{bound}/{}", initial_fragment(&shown));
+    let url = format!("http://{bound}/{}", initial_fragment(&shown.start));
     crate::term::status("Serving", &url);
     crate::term::status("Stop", "with Ctrl-C");
     if !a.no_browser && has_display() {
@@ -115,50 +112,56 @@ fn bind_address(http: &str, allow_remote: bool) -> Result<SocketAddr, CliError> 
 }
 
 fn load(a: &WebArgs) -> Result<Shown, CliError> {
-    let mut profiles = Vec::new();
-    for path in &a.files {
-        profiles.push(
-            rprof_core::codec::read_file(path).map_err(|source| CliError::Profile {
-                path: path.clone(),
-                source,
-            })?,
-        );
-    }
-    let profile = if profiles.len() == 1 {
-        profiles.pop().expect("one profile")
-    } else {
-        rprof_core::merge::merge(&profiles).map_err(|source| CliError::Profile {
-            path: a.files[0].clone(),
-            source,
-        })?
+    let r = &a.report;
+    let profile = crate::analyze::load_report_input(r)?;
+    let base = match (&r.base, &r.diff_base) {
+        (Some(b), _) => Some((b.clone(), "base")),
+        (None, Some(b)) => Some((b.clone(), "diff_base")),
+        (None, None) => None,
     };
     Ok(Shown {
         profile,
-        files: a.files.clone(),
-        filters: a.filters.filters(),
-        sample_index: a.sample_index.clone(),
+        files: r.files.clone(),
+        base,
+        start: crate::analyze::options(r),
     })
 }
 
-/// The page's starting state in the URL fragment: the command line's filters and sample type.
-fn initial_fragment(shown: &Shown) -> String {
-    let mut parts: Vec<String> = shown
-        .filters
-        .active()
+/// The page's starting state in the URL fragment: the command line's options.
+fn initial_fragment(start: &ReportOptions) -> String {
+    let mut parts: Vec<String> = option_pairs(start)
         .into_iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => format!("{k}={}", percent_encode(v)),
-            None => kv,
-        })
+        .map(|(k, v)| format!("{k}={}", percent_encode(&v)))
         .collect();
-    if let Some(si) = &shown.sample_index {
-        parts.push(format!("sample_index={}", percent_encode(si)));
-    }
     if parts.is_empty() {
-        String::new()
-    } else {
-        format!("#{}", parts.join("&"))
+        return String::new();
     }
+    parts.sort();
+    format!("#{}", parts.join("&"))
+}
+
+/// The options that differ from the defaults, under their query names.
+fn option_pairs(o: &ReportOptions) -> Vec<(&'static str, String)> {
+    let f = &o.filters;
+    let mut pairs: Vec<(&'static str, String)> = [
+        ("sample_index", &o.sample_index),
+        ("unit", &o.unit),
+        ("focus", &f.focus),
+        ("ignore", &f.ignore),
+        ("hide", &f.hide),
+        ("show", &f.show),
+        ("show_from", &f.show_from),
+        ("prune_from", &f.prune_from),
+        ("tagfocus", &f.tagfocus),
+        ("tagignore", &f.tagignore),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v.clone()?)))
+    .collect();
+    if o.granularity != Granularity::default() {
+        pairs.push(("granularity", o.granularity.name().to_owned()));
+    }
+    pairs
 }
 
 /// Whether a browser could show a window here.
@@ -259,76 +262,76 @@ struct Query {
     function: Option<String>,
 }
 
-/// The filters and options of the CLI, under the same names.
+/// The options of the CLI, under the same names (and `f`, the function or regex of a view).
 const OPTION_NAMES: &[&str] = &[
     "sample_index",
+    "granularity",
+    "unit",
     "focus",
     "ignore",
     "hide",
     "show",
     "show_from",
+    "prune_from",
     "tagfocus",
     "tagignore",
+    "f",
 ];
 
 fn parse_query(query: &str) -> Result<Query, ApiError> {
-    let mut filters = FilterArgs::default();
-    let mut sample_index = None;
+    let mut opts = ReportOptions::default();
     let mut function = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (percent_decode(k)?, percent_decode(v)?);
         let v = (!v.is_empty()).then_some(v);
+        let f = &mut opts.filters;
         match k.as_str() {
-            "sample_index" => sample_index = v,
-            "focus" => filters.focus = v,
-            "ignore" => filters.ignore = v,
-            "hide" => filters.hide = v,
-            "show" => filters.show = v,
-            "show_from" => filters.show_from = v,
-            "tagfocus" => filters.tagfocus = v,
-            "tagignore" => filters.tagignore = v,
+            "sample_index" => opts.sample_index = v,
+            "unit" => opts.unit = v,
+            "granularity" => {
+                opts.granularity = match v {
+                    None => Granularity::default(),
+                    Some(name) => Granularity::from_name(&name).ok_or_else(|| {
+                        ApiError(
+                            400,
+                            format!(
+                                "unknown granularity {name:?} (functions, filefunctions, files, lines, addresses)"
+                            ),
+                        )
+                    })?,
+                }
+            }
+            "focus" => f.focus = v,
+            "ignore" => f.ignore = v,
+            "hide" => f.hide = v,
+            "show" => f.show = v,
+            "show_from" => f.show_from = v,
+            "prune_from" => f.prune_from = v,
+            "tagfocus" => f.tagfocus = v,
+            "tagignore" => f.tagignore = v,
             "f" => function = v,
             other => {
                 return Err(ApiError(
                     400,
                     format!(
-                        "unknown parameter {other:?} (known: {}, f)",
+                        "unknown parameter {other:?} (known: {})",
                         OPTION_NAMES.join(", ")
                     ),
                 ))
             }
         }
     }
-    let filters = filters.filters();
-    filters.check()?;
-    Ok(Query {
-        opts: ReportOptions {
-            sample_index,
-            filters,
-            ..Default::default()
-        },
-        function,
-    })
+    opts.filters.check()?;
+    Ok(Query { opts, function })
 }
 
 fn api(shown: &Shown, endpoint: &str, query: &str) -> Result<String, ApiError> {
     let q = parse_query(query)?;
     let p = &shown.profile;
     match endpoint {
-        "meta" => Ok(json::meta(shown)),
-        "top" => {
-            let index = sample_index(p, &q.opts)?;
-            let filtered;
-            let drawn = if q.opts.filters.is_empty() {
-                p
-            } else {
-                filtered = report::filter::apply(p, &q.opts.filters)?.0;
-                &filtered
-            };
-            let rows = report::function_rows(drawn, index);
-            Ok(json::top(p, index, &rows))
-        }
+        "meta" => Ok(json::meta(shown, &option_pairs(&shown.start))),
+        "top" => Ok(json::top(&report::top_table(p, &q.opts)?)),
         "flame" => {
             let index = sample_index(p, &q.opts)?;
             let mut tree = match &q.function {
@@ -339,6 +342,12 @@ fn api(shown: &Shown, endpoint: &str, query: &str) -> Result<String, ApiError> {
             let min = (span as f64 * FLAME_MIN_FRACTION) as i64;
             tree.prune(min.max(1));
             Ok(json::flame(p, index, &tree))
+        }
+        "peek" => {
+            let Some(re) = &q.function else {
+                return Err(ApiError(400, "peek needs f=REGEX".into()));
+            };
+            Ok(json::peek(&report::tree_report(p, &q.opts, Some(re))?))
         }
         _ => Err(ApiError(404, format!("no such API: /api/{endpoint}"))),
     }
@@ -432,6 +441,11 @@ mod tests {
         let ApiError(status, msg) = parse_query("fokus=a").err().unwrap();
         assert_eq!(status, 400);
         assert!(msg.starts_with("unknown parameter \"fokus\""), "{msg}");
+        let ApiError(_, msg) = parse_query("granularity=bytes").err().unwrap();
+        assert!(msg.starts_with("unknown granularity \"bytes\""), "{msg}");
+        let q = parse_query("granularity=lines&prune_from=x").unwrap();
+        assert_eq!(q.opts.granularity, Granularity::Lines);
+        assert_eq!(q.opts.filters.prune_from.as_deref(), Some("x"));
         let ApiError(_, msg) = parse_query("focus=(").err().unwrap();
         assert_eq!(msg, r#"bad --focus regular expression "(": unclosed group"#);
         assert!(parse_query("focus=%zz").is_err());

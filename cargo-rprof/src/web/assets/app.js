@@ -4,7 +4,9 @@
 
 import { FlameGraph } from "./flame.js";
 
-const FILTERS = ["focus", "ignore", "hide", "show", "show_from", "tagfocus", "tagignore"];
+const FILTERS = ["focus", "ignore", "hide", "show", "show_from", "prune_from", "tagfocus", "tagignore"];
+// What the API takes besides the filters, as the CLI names it.
+const OPTIONS = ["sample_index", "granularity", "unit"];
 const $ = (sel) => document.querySelector(sel);
 const main = $("#main");
 const rprof = (window.rprof = { ready: false, view: null, flame: null, renderMs: null });
@@ -38,7 +40,7 @@ function remember(changes, push = false) {
 // The API query for the current filters and sample type (plus `extra`).
 function apiQuery(s, extra = {}) {
   const q = new URLSearchParams();
-  for (const k of ["sample_index", ...FILTERS]) if (s.get(k)) q.set(k, s.get(k));
+  for (const k of [...OPTIONS, ...FILTERS]) if (s.get(k)) q.set(k, s.get(k));
   for (const [k, v] of Object.entries(extra)) q.set(k, v);
   return q.toString();
 }
@@ -132,10 +134,9 @@ async function topView(s) {
   const search = el("input", { id: "search", placeholder: "regex: keep matching functions", value: s.get("q") || "" });
   search.addEventListener("change", () => update({ q: search.value }, false));
   search.addEventListener("keyup", (e) => e.key === "Enter" && update({ q: search.value }, false));
-  const shown = rows.reduce((t, r) => t + r.flat, 0);
   const bar = el("div", { class: "bar" }, search,
-    el("span", { class: "info", id: "top-info" },
-      `${data.sample_type}: ${rows.length} functions, flat ${format(shown, data.unit)} of ${data.total_label} total`));
+    el("span", { class: "info", id: "top-info" }, `${data.sample_type}: ${rows.length} of ${data.rows.length} rows`));
+  const labels = el("pre", { class: "labels" }, data.labels.join("\n"));
 
   const head = (key, label) =>
     el("th", {
@@ -153,13 +154,14 @@ async function topView(s) {
     body.append(el("tr", {},
       el("td", {}, r.flat_label), el("td", {}, pct(r.flat, data.total)), el("td", {}, pct(sum, data.total)),
       el("td", {}, r.cum_label), el("td", {}, pct(r.cum, data.total)),
-      el("td", { class: "name" }, linkTo(r.name, { view: "callers", fn: r.name }, "its callers")),
+      el("td", { class: "name" }, linkTo(r.name, { view: "callers", fn: r.name }, "its callers"), r.inline),
       el("td", { class: "acts" },
         linkTo("callers", { view: "callers", fn: r.name }),
+        linkTo("peek", { view: "peek", re: "^" + escapeRegex(r.name) + "$" }),
         linkTo("focus", { view: "flame", focus: "^" + escapeRegex(r.name) + "$", zoom: null }))));
   }
   table.append(body);
-  main.replaceChildren(bar, table);
+  main.replaceChildren(labels, bar, table);
 }
 
 function escapeRegex(text) {
@@ -219,7 +221,40 @@ function fnPicker(current) {
   return el("div", { class: "bar" }, el("span", { class: "info" }, "Function"), input);
 }
 
+// pprof's peek: for each node matching a regex, its callers above and its callees below.
+async function peekView(s) {
+  const re = s.get("re") || "";
+  const input = el("input", { id: "peek-re", placeholder: "regex: functions to peek at", value: re });
+  input.addEventListener("keyup", (e) => e.key === "Enter" && update({ re: input.value }));
+  const bar = el("div", { class: "bar" }, input, el("span", { class: "info" }, "callers above, callees below each function"));
+  if (!re) {
+    main.replaceChildren(bar, el("p", { class: "empty" }, "Type a regular expression and press Enter."));
+    return;
+  }
+  const data = await api("peek", apiQuery(s, { f: re }));
+  const table = el("table", { id: "peek" },
+    el("thead", {}, el("tr", {}, ...["flat", "flat%", "cum", "cum%", "calls", "name"].map((h) => el("th", { class: h === "name" ? "name" : "" }, h)))));
+  for (const e of data.entries) {
+    const body = el("tbody", { class: "entry" });
+    const edge = (x, kind) => el("tr", { class: kind },
+      el("td", {}, ""), el("td", {}, ""), el("td", {}, ""), el("td", {}, ""),
+      el("td", {}, `${x.label} ${pct(x.value, e.cum)}`),
+      el("td", { class: "name" }, linkTo(x.name, { re: "^" + escapeRegex(x.name) + "$" }), x.inline ? " (inline)" : ""));
+    for (const c of e.callers) body.append(edge(c, "caller"));
+    body.append(el("tr", { class: "self" },
+      el("td", {}, e.flat_label), el("td", {}, pct(e.flat, data.total)),
+      el("td", {}, e.cum_label), el("td", {}, pct(e.cum, data.total)), el("td", {}, ""),
+      el("td", { class: "name" }, e.name)));
+    for (const c of e.callees) body.append(edge(c, "callee"));
+    table.append(body);
+  }
+  rprof.lastPeek = data;
+  main.replaceChildren(el("pre", { class: "labels" }, data.labels.join("\n")), bar,
+    data.entries.length ? table : el("p", { class: "empty" }, `Nothing matches ${re}.`));
+}
+
 const VIEWS = {
+  peek: peekView,
   top: topView,
   flame: (s) => flameView(s, false),
   callers: (s) => flameView(s, true),
@@ -240,6 +275,7 @@ async function render() {
     input.classList.toggle("set", !!input.value);
   }
   $("#sample_index").value = s.get("sample_index") || meta.default_sample_index;
+  $("#granularity").value = s.get("granularity") || "functions";
   showError("");
   $("#tooltip").hidden = true;
   try {
@@ -259,7 +295,13 @@ async function render() {
 async function start() {
   meta = await api("meta", "");
   rprof.meta = meta;
-  $("#files").textContent = meta.files.join(" ") + (meta.diff ? "  (diff: red grew, green shrank)" : "");
+  let files = meta.files.join(" ");
+  if (meta.base) files += ` (${meta.base_mode} ${meta.base}${meta.diff ? ": red grew, green shrank" : ""})`;
+  $("#files").textContent = files;
+  $("#files").title = files;
+  if (!location.hash && Object.keys(meta.start).length) remember(meta.start);
+  const granularity = $("#granularity");
+  granularity.addEventListener("change", () => update({ granularity: granularity.value === "functions" ? null : granularity.value, zoom: null }));
   const select = $("#sample_index");
   for (const t of meta.sample_types) select.append(el("option", { value: t.name }, `${t.name} (${t.unit})`));
   select.addEventListener("change", () => update({ sample_index: select.value === meta.default_sample_index ? null : select.value }));
