@@ -225,7 +225,10 @@ impl Browser {
 
     /// Focus `selector` and type `text` into it, as a keyboard would.
     fn type_into(&mut self, selector: &str, text: &str) {
-        self.eval(&format!("document.querySelector({}).focus()", json!(selector)));
+        self.eval(&format!(
+            "document.querySelector({}).focus()",
+            json!(selector)
+        ));
         self.call("Input.insertText", json!({ "text": text }));
     }
 
@@ -268,7 +271,9 @@ fn cpu_profile(fixture: &Fixture, name: &str) -> PathBuf {
 
 /// A duration as `cargo rprof top` prints it (`2999ms`, `1.50s`) in nanoseconds.
 fn nanoseconds(text: &str) -> f64 {
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let factor = match unit {
         "s" => 1e9,
@@ -301,8 +306,15 @@ fn views_in_a_real_browser() {
     b.settle("top");
     let cums = b.eval("rprof.lastTop.map(r => r.cum)");
     let cums: Vec<f64> = cums.as_array().unwrap().iter().map(f64_of).collect();
-    assert!(cums.windows(2).all(|w| w[0] >= w[1]), "not by cum: {cums:?}");
-    assert!(b.eval("location.hash").as_str().unwrap().contains("sort=cum"));
+    assert!(
+        cums.windows(2).all(|w| w[0] >= w[1]),
+        "not by cum: {cums:?}"
+    );
+    assert!(b
+        .eval("location.hash")
+        .as_str()
+        .unwrap()
+        .contains("sort=cum"));
     b.screenshot("top");
     b.type_into("#search", "hot_");
     b.eval("document.querySelector('#search').dispatchEvent(new Event('change'))");
@@ -380,7 +392,10 @@ fn views_in_a_real_browser() {
         "hot_one fills the width once zoomed into: {before} -> {after} of {width}"
     );
     let zoomed_url = b.eval("location.href");
-    assert!(zoomed_url.as_str().unwrap().contains("zoom="), "{zoomed_url}");
+    assert!(
+        zoomed_url.as_str().unwrap().contains("zoom="),
+        "{zoomed_url}"
+    );
     b.screenshot("flame-zoomed");
     b.open(zoomed_url.as_str().unwrap(), "flame");
     assert_eq!(
@@ -408,8 +423,16 @@ fn views_in_a_real_browser() {
                   const d = c.getContext('2d').getImageData(r.x - box.left + 1, r.y - box.top + 2, 1, 1).data;
                   return [d[0], d[1], d[2]]; })()",
     );
-    assert_eq!(pixel, json!([206, 64, 231]), "hot_three is drawn highlighted");
-    assert!(b.eval("location.hash").as_str().unwrap().contains("q=hot_three"));
+    assert_eq!(
+        pixel,
+        json!([206, 64, 231]),
+        "hot_three is drawn highlighted"
+    );
+    assert!(b
+        .eval("location.hash")
+        .as_str()
+        .unwrap()
+        .contains("q=hot_three"));
     b.screenshot("flame-search");
 
     // Filters: focus from the form reaches the API and the URL.
@@ -450,7 +473,8 @@ fn views_in_a_real_browser() {
     assert_eq!(entries[0]["callers"][0]["name"], json!("cpu_split::split"));
     let cli = run({
         let mut c = Command::new(cargo_rprof());
-        c.args(["rprof", "peek", "^cpu_split::hot_three$"]).arg(&cpu);
+        c.args(["rprof", "peek", "^cpu_split::hot_three$"])
+            .arg(&cpu);
         c
     });
     cli.expect_code(0);
@@ -505,11 +529,7 @@ fn diff_of_two_runs() {
     let base = cpu_profile(&fixture, "base.prof");
     let new = cpu_profile(&fixture, "new.prof");
     let Some(chromium) = chromium() else { return };
-    let server = Server::start(&[
-        new.to_str().unwrap(),
-        "--diff_base",
-        base.to_str().unwrap(),
-    ]);
+    let server = Server::start(&[new.to_str().unwrap(), "--diff_base", base.to_str().unwrap()]);
     let mut b = Browser::launch(&chromium, &fixture.path("chromium"));
     b.open(&format!("{}/#view=flame", server.url), "flame");
     assert_eq!(b.eval("rprof.meta.diff"), json!(true));
@@ -572,7 +592,12 @@ fn sample_type_switch_on_a_memory_profile() {
     let types = b.eval("[...document.querySelectorAll('#sample_index option')].map(o => o.value)");
     assert_eq!(
         types,
-        json!(["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"])
+        json!([
+            "alloc_objects",
+            "alloc_space",
+            "inuse_objects",
+            "inuse_space"
+        ])
     );
     assert_eq!(b.eval("rprof.lastTopType"), json!("alloc_space"));
     b.eval(

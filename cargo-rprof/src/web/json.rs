@@ -58,7 +58,10 @@ pub(super) fn meta(shown: &Shown, start: &[(&'static str, String)]) -> String {
         base_mode: shown.base.as_ref().map(|(_, mode)| *mode),
         sample_types,
         default_sample_index: default,
-        diff: shown.base.as_ref().is_some_and(|(_, mode)| *mode == "diff_base"),
+        diff: shown
+            .base
+            .as_ref()
+            .is_some_and(|(_, mode)| *mode == "diff_base"),
         start: start.iter().cloned().collect(),
     };
     serde_json::to_string(&meta).expect("plain data serializes")

@@ -93,9 +93,13 @@ fn bind_address(http: &str, allow_remote: bool) -> Result<SocketAddr, CliError> 
         Ok(a) => a,
         // `localhost:8080` and `:8080` as pprof's -http takes them.
         Err(_) => match http.rsplit_once(':') {
-            Some(("" | "localhost", port)) => format!("127.0.0.1:{port}").parse().map_err(|_| {
-                CliError::Usage(format!("--http {http}: not an address (e.g. 127.0.0.1:8080)"))
-            })?,
+            Some(("" | "localhost", port)) => {
+                format!("127.0.0.1:{port}").parse().map_err(|_| {
+                    CliError::Usage(format!(
+                        "--http {http}: not an address (e.g. 127.0.0.1:8080)"
+                    ))
+                })?
+            }
             _ => {
                 return Err(CliError::Usage(format!(
                     "--http {http}: not an address (e.g. 127.0.0.1:8080)"
@@ -186,10 +190,10 @@ fn open_browser(url: &str) {
 type Reply = Response<std::io::Cursor<Vec<u8>>>;
 
 fn reply(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
-    let header = Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
-        .expect("a valid header");
-    let no_cache = Header::from_bytes(&b"Cache-Control"[..], &b"no-store"[..])
-        .expect("a valid header");
+    let header =
+        Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()).expect("a valid header");
+    let no_cache =
+        Header::from_bytes(&b"Cache-Control"[..], &b"no-store"[..]).expect("a valid header");
     Response::from_data(body.into())
         .with_status_code(status)
         .with_header(header)
@@ -209,11 +213,17 @@ fn answer(shown: &Shown, request: &Request, host_check: Option<SocketAddr>) -> R
             .find(|h| h.field.equiv("Host"))
             .map(|h| h.value.as_str());
         if !host.is_some_and(|h| host_is_loopback(h, bound)) {
-            return bad(403, "forbidden: this server answers only requests for a loopback host");
+            return bad(
+                403,
+                "forbidden: this server answers only requests for a loopback host",
+            );
         }
     }
     if *request.method() != Method::Get {
-        return bad(405, format!("method {} not allowed: only GET", request.method()));
+        return bad(
+            405,
+            format!("method {} not allowed: only GET", request.method()),
+        );
     }
     let (path, query) = match request.url().split_once('?') {
         Some((p, q)) => (p, q),
@@ -247,6 +257,7 @@ fn host_is_loopback(host: &str, bound: SocketAddr) -> bool {
 }
 
 /// An API failure: HTTP status and one line.
+#[derive(Debug)]
 struct ApiError(u16, String);
 
 impl From<rprof_core::Error> for ApiError {

@@ -269,6 +269,9 @@ mod tests {
             ..Default::default()
         };
         let tree = flame_tree(&profile(), &opts).unwrap();
-        assert_eq!(shape(&tree), "root=5/0[main=5/0[rec=5/0[rec=5/0[leaf=5/0]]]]");
+        assert_eq!(
+            shape(&tree),
+            "root=5/0[main=5/0[rec=5/0[rec=5/0[leaf=5/0]]]]"
+        );
     }
 }

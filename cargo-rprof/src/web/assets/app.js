@@ -151,9 +151,11 @@ async function topView(s) {
   let sum = 0;
   for (const r of rows) {
     sum += r.flat;
+    const delta = (v) => (!meta.diff || v === 0 ? "" : v > 0 ? "grew" : "shrank");
     body.append(el("tr", {},
-      el("td", {}, r.flat_label), el("td", {}, pct(r.flat, data.total)), el("td", {}, pct(sum, data.total)),
-      el("td", {}, r.cum_label), el("td", {}, pct(r.cum, data.total)),
+      el("td", { class: delta(r.flat) }, r.flat_label), el("td", {}, pct(r.flat, data.total)),
+      el("td", {}, pct(sum, data.total)),
+      el("td", { class: delta(r.cum) }, r.cum_label), el("td", {}, pct(r.cum, data.total)),
       el("td", { class: "name" }, linkTo(r.name, { view: "callers", fn: r.name }, "its callers"), r.inline),
       el("td", { class: "acts" },
         linkTo("callers", { view: "callers", fn: r.name }),
@@ -184,6 +186,9 @@ async function flameView(s, callers) {
   const title = callers
     ? el("span", { class: "info" }, `Callers of `, el("b", {}, fn), ` (${data.sample_type})`)
     : el("span", { class: "info" }, `${data.sample_type}, total ${data.total_label}`);
+  if (meta.diff) {
+    title.append(`, base ${format(data.tree[2], data.unit)}: width is both runs, red grew, green shrank`);
+  }
   const bar = el("div", { class: "bar" }, search, reset, result, title);
   main.replaceChildren(bar, callers ? fnPicker(fn) : "", canvas);
 
