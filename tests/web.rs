@@ -695,3 +695,120 @@ fn first_render_of_a_big_flame_graph() {
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One raw HTTP/1.1 GET with the given Host header: the status code and the body.
+fn http_get(url: &str, path: &str, host: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn the_server_refuses_what_it_should_and_stops_on_ctrl_c() {
+    let fixture = Fixture::copy("cpu_split");
+    let cpu = cpu_profile(&fixture, "cpu.prof");
+    let cpu = cpu.to_str().unwrap();
+
+    // A non-loopback address needs an explicit flag; a bad filter fails before serving.
+    for (args, expected) in [
+        (
+            vec!["--http", "0.0.0.0:0", cpu],
+            "error: --http 0.0.0.0:0 is not a loopback address: anyone who can reach it would see the profile; add --http-allow-remote to serve it anyway",
+        ),
+        (
+            vec!["--focus", "(", cpu],
+            r#"error: bad --focus regular expression "(": unclosed group"#,
+        ),
+    ] {
+        let ran = run({
+            let mut c = Command::new(cargo_rprof());
+            c.args(["rprof", "web", "--no-browser"]).args(&args);
+            c
+        });
+        assert_ne!(ran.code, Some(0), "{args:?}");
+        assert_eq!(ran.stderr.trim(), expected, "{args:?}");
+    }
+    let ran = run({
+        let mut c = Command::new(cargo_rprof());
+        c.args(["rprof", "web", "--no-browser", "/no/such.prof"]);
+        c
+    });
+    assert_eq!(ran.code, Some(1));
+    assert!(
+        ran.stderr.starts_with("error: /no/such.prof: ")
+            && ran
+                .stderr
+                .trim()
+                .ends_with("No such file or directory (os error 2)")
+            && ran.stderr.lines().count() == 1,
+        "{}",
+        ran.stderr
+    );
+
+    let server = Server::start(&[cpu]);
+    let url = &server.url;
+    let host = url.trim_start_matches("http://");
+    let (status, body) = http_get(url, "/", host);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<script type=\"module\" src=\"app.js\">"),
+        "{body}"
+    );
+    let (status, body) = http_get(url, "/api/top?focus=hot_three", host);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"name\":\"cpu_split::hot_three\""), "{body}");
+    // Bad requests: 4xx and one line saying why.
+    for (path, status, line) in [
+        ("/api/top?fokus=x", 400, "unknown parameter \"fokus\" (known: sample_index, granularity, unit, focus, ignore, hide, show, show_from, prune_from, tagfocus, tagignore, f)"),
+        ("/api/top?sample_index=nope", 400, "no sample type `nope` in this profile (it has: samples, cpu)"),
+        ("/api/flame?f=no_such_function", 400, "no function named \"no_such_function\" in the profile"),
+        ("/api/peek", 400, "peek needs f=REGEX"),
+        ("/api/nope", 404, "no such API: /api/nope"),
+        ("/../../etc/passwd", 404, "not found: /../../etc/passwd"),
+    ] {
+        assert_eq!(http_get(url, path, host), (status, format!("{line}\n")), "{path}");
+    }
+    // A page elsewhere reaching the port through DNS rebinding names another host.
+    let (status, _) = http_get(url, "/api/meta", "attacker.example");
+    assert_eq!(status, 403);
+
+    // Ctrl-C ends it.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    run({
+        let mut c = Command::new("kill");
+        c.args(["-INT", &pid]);
+        c
+    })
+    .expect_code(0);
+    let start = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(2), "ended by SIGINT: {status}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still serving after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
