@@ -180,6 +180,8 @@ fn top_and_traces_at_every_granularity_match_go_pprof() {
         "-traces -lines {cpu}" => "traces --lines {cpu}",
         "-traces -addresses -focus=burn {multi}" => "traces --addresses --focus burn {multi}",
         "-traces -files {mem}" => "traces --files {mem}",
+        "-traces -unit=MB {mem}" => "traces --unit MB {mem}",
+        "-tree -unit=us {block}" => "tree --unit us {block}",
     ]);
 }
 

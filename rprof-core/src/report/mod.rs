@@ -767,7 +767,8 @@ pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
     let prepared = Prepared::with_granularity(profile, opts.granularity);
     let mut sel = Selected::new(profile, &prepared, opts)?;
     sel.total = unfiltered_total(original, opts, &sel);
-    let format = |v: i64| scaled_label(v, sel.unit, "minimum");
+    let output_unit = opts.unit.as_deref().unwrap_or("minimum");
+    let format = |v: i64| scaled_label(v, sel.unit, output_unit);
     let num_units = num_label_units(profile);
 
     let mut out = String::new();
