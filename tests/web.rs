@@ -692,6 +692,31 @@ fn first_render_of_a_big_flame_graph() {
         load.as_secs_f64()
     );
     b.screenshot("flame-big");
+
+    // Zoomed into a small frame, the server sends that frame's subtree in finer detail.
+    let size = "(n => { let k = 0; const walk = f => { k++; f.children.forEach(walk); }; walk(n); return k; })";
+    let target = b.eval(
+        "(() => { const row = rprof.flame.rects[4]; const r = row.reduce((a, b) => (b.w > a.w ? b : a));
+                  window.before = rprof.flame; return { name: r.node.name, x: r.x, w: r.w }; })()",
+    );
+    let name = target["name"].as_str().unwrap().to_owned();
+    let before = f64_of(&b.eval(&format!("{size}(rprof.flame.zoomed.children.length ? rprof.flame.rects[4].reduce((a, b) => (b.w > a.w ? b : a)).node : null)")));
+    let rect = b.eval(&format!("rprof.flame.rectOf({})", json!(name)));
+    b.click(
+        f64_of(&rect["x"]) + f64_of(&rect["w"]) / 2.0,
+        f64_of(&rect["y"]) + 8.0,
+    );
+    b.wait_for(&format!(
+        "rprof.ready && rprof.flame !== window.before && rprof.flame.zoomed.name === {}",
+        json!(name)
+    ));
+    let after = f64_of(&b.eval(&format!("{size}(rprof.flame.zoomed)")));
+    eprintln!("zoomed into {name}: {before} frames before, {after} after fetching its detail");
+    assert!(
+        after > before,
+        "zooming fetched more detail: {before} -> {after} frames"
+    );
+    b.screenshot("flame-big-zoomed");
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -776,7 +801,7 @@ fn the_server_refuses_what_it_should_and_stops_on_ctrl_c() {
     assert!(body.contains("\"name\":\"cpu_split::hot_three\""), "{body}");
     // Bad requests: 4xx and one line saying why.
     for (path, status, line) in [
-        ("/api/top?fokus=x", 400, "unknown parameter \"fokus\" (known: sample_index, granularity, unit, focus, ignore, hide, show, show_from, prune_from, tagfocus, tagignore, f)"),
+        ("/api/top?fokus=x", 400, "unknown parameter \"fokus\" (known: sample_index, granularity, unit, focus, ignore, hide, show, show_from, prune_from, tagfocus, tagignore, f, zoom)"),
         ("/api/top?sample_index=nope", 400, "no sample type `nope` in this profile (it has: samples, cpu)"),
         ("/api/flame?f=no_such_function", 400, "no function named \"no_such_function\" in the profile"),
         ("/api/peek", 400, "peek needs f=REGEX"),

@@ -19,7 +19,8 @@
 //! - `/`, `/app.js`, `/flame.js`, `/style.css`: the page;
 //! - `/api/meta`: input files, base, sample types, the default one, the starting options;
 //! - `/api/top`: `top`'s table (header lines, rows trimmed and sorted as `top` prints them);
-//! - `/api/flame`: the flame graph tree; with `f=NAME`, the callers tree of that node;
+//! - `/api/flame`: the flame graph tree; with `f=NAME`, the callers tree of that node; with
+//!   `zoom=["a","b"]`, only the frames on that path and the subtree below it, in finer detail;
 //! - `/api/peek?f=REGEX`: `peek`'s callers and callees of the matching nodes.
 
 mod json;
@@ -271,9 +272,12 @@ struct Query {
     opts: ReportOptions,
     /// `f`: a function name (callers) or regular expression (source, peek).
     function: Option<String>,
+    /// `zoom`: the flame graph's zoomed frame, as a JSON array of names from the root.
+    zoom: Vec<String>,
 }
 
-/// The options of the CLI, under the same names (and `f`, the function or regex of a view).
+/// The options of the CLI, under the same names (and `f`, the function or regex of a view,
+/// `zoom`, the flame graph's zoomed frame).
 const OPTION_NAMES: &[&str] = &[
     "sample_index",
     "granularity",
@@ -287,11 +291,13 @@ const OPTION_NAMES: &[&str] = &[
     "tagfocus",
     "tagignore",
     "f",
+    "zoom",
 ];
 
 fn parse_query(query: &str) -> Result<Query, ApiError> {
     let mut opts = ReportOptions::default();
     let mut function = None;
+    let mut zoom = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (percent_decode(k)?, percent_decode(v)?);
@@ -322,6 +328,14 @@ fn parse_query(query: &str) -> Result<Query, ApiError> {
             "tagfocus" => f.tagfocus = v,
             "tagignore" => f.tagignore = v,
             "f" => function = v,
+            "zoom" => {
+                zoom = match v {
+                    None => Vec::new(),
+                    Some(path) => serde_json::from_str(&path).map_err(|_| {
+                        ApiError(400, format!("zoom={path:?} is not a JSON array of names"))
+                    })?,
+                }
+            }
             other => {
                 return Err(ApiError(
                     400,
@@ -334,7 +348,11 @@ fn parse_query(query: &str) -> Result<Query, ApiError> {
         }
     }
     opts.filters.check()?;
-    Ok(Query { opts, function })
+    Ok(Query {
+        opts,
+        function,
+        zoom,
+    })
 }
 
 fn api(shown: &Shown, endpoint: &str, query: &str) -> Result<String, ApiError> {
@@ -349,7 +367,7 @@ fn api(shown: &Shown, endpoint: &str, query: &str) -> Result<String, ApiError> {
                 Some(f) => report::flame::caller_tree(p, &q.opts, f)?,
                 None => report::flame::flame_tree(p, &q.opts)?,
             };
-            let span = tree.value.abs().max(tree.base.abs());
+            let span = zoom_into(&mut tree, &q.zoom);
             let min = (span as f64 * FLAME_MIN_FRACTION) as i64;
             tree.prune(min.max(1));
             Ok(json::flame(p, index, &tree))
@@ -362,6 +380,22 @@ fn api(shown: &Shown, endpoint: &str, query: &str) -> Result<String, ApiError> {
         }
         _ => Err(ApiError(404, format!("no such API: /api/{endpoint}"))),
     }
+}
+
+/// Keep only the frames on `path` (names from the root, followed as far as they exist) and
+/// the subtree below its end; return that frame's width. Pruning relative to it then sends the
+/// detail a zoomed view shows, however small the frame is in the whole profile.
+fn zoom_into(tree: &mut report::flame::FlameNode, path: &[String]) -> i64 {
+    let mut node = tree;
+    for name in path {
+        let Some(i) = node.children.iter().position(|c| &c.name == name) else {
+            break;
+        };
+        let child = node.children.swap_remove(i);
+        node.children = vec![child];
+        node = &mut node.children[0];
+    }
+    node.value.abs().max(node.base.abs())
 }
 
 /// The sample type index the options select.
@@ -460,6 +494,9 @@ mod tests {
         let ApiError(_, msg) = parse_query("focus=(").err().unwrap();
         assert_eq!(msg, r#"bad --focus regular expression "(": unclosed group"#);
         assert!(parse_query("focus=%zz").is_err());
+        let q = parse_query("zoom=%5B%22a%22%2C%22b%22%5D").unwrap();
+        assert_eq!(q.zoom, ["a", "b"]);
+        assert!(parse_query("zoom=a").is_err());
         assert_eq!(percent_encode("a|b c"), "a%7Cb%20c");
     }
 }

@@ -178,7 +178,12 @@ async function flameView(s, callers) {
       "Choose a function: click a name in the Top view, or type one:"), fnPicker(""));
     return;
   }
-  const data = await api("flame", apiQuery(s, callers ? { f: fn } : {}));
+  // The server sends frames down to a fraction of the zoomed frame: with a zoom, it sends the
+  // path to it and its subtree in full detail.
+  const zoom = JSON.parse(s.get("zoom") || "[]");
+  const extra = callers ? { f: fn } : {};
+  if (zoom.length) extra.zoom = JSON.stringify(zoom);
+  const data = await api("flame", apiQuery(s, extra));
   const canvas = el("canvas", { class: "flame", id: "flame" });
   const search = el("input", { id: "search", placeholder: "regex: highlight and sum", value: s.get("q") || "" });
   const result = el("span", { class: "hit", id: "search-result" });
@@ -200,10 +205,17 @@ async function flameView(s, callers) {
     rootLabel: callers ? fn : "all",
     format: (v) => format(v, data.unit),
     tooltip: $("#tooltip"),
-    onZoom: (path) => remember({ zoom: path.length ? JSON.stringify(path) : null }, true),
+    onZoom: (path, node) => {
+      const changes = { zoom: path.length ? JSON.stringify(path) : null };
+      // Above the frame the data was fetched for, siblings are missing; far below it, detail
+      // was left out: fetch again. Otherwise what is loaded is enough.
+      if (path.length < fetchedAt.depth || graph.width(node) * 8 < graph.width(fetchedAt)) update(changes);
+      else remember(changes, true);
+    },
   });
   rprof.flame = graph;
-  graph.zoomTo(JSON.parse(s.get("zoom") || "[]"));
+  graph.zoomTo(zoom);
+  const fetchedAt = graph.zoomed;
   const showSearch = () => {
     graph.search(regex(search.value));
     result.textContent = graph.matcher

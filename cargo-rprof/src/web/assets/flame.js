@@ -24,8 +24,8 @@ function warm(name) {
 }
 
 export class FlameGraph {
-  // data: the API's answer; opts: { diff, rootLabel, format(value) -> text, onZoom(path),
-  // tooltip }.
+  // data: the API's answer; opts: { diff, rootLabel, format(value) -> text,
+  // onZoom(path, node), tooltip }.
   constructor(canvas, data, opts) {
     this.canvas = canvas;
     this.opts = opts;
@@ -164,7 +164,7 @@ export class FlameGraph {
     if (!n) return;
     this.zoomed = n;
     this.draw();
-    this.opts.onZoom(this.zoomPath());
+    this.opts.onZoom(this.zoomPath(), n);
   }
 
   hover(e) {
