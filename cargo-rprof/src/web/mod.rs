@@ -74,8 +74,7 @@ pub fn web(a: &WebArgs) -> Result<(), CliError> {
         .to_ip()
         .ok_or_else(|| CliError::Usage("the server has no IP address".into()))?;
     let url = format!("http://{bound}/{}", initial_fragment(&shown.start));
-    crate::term::status("Serving", &url);
-    crate::term::status("Stop", "with Ctrl-C");
+    crate::term::status("Serving", format!("{url} (Ctrl-C to stop)"));
     if !a.no_browser && has_display() {
         open_browser(&url);
     }
@@ -363,13 +362,11 @@ fn api(shown: &Shown, endpoint: &str, query: &str) -> Result<String, ApiError> {
         "top" => Ok(json::top(&report::top_table(p, &q.opts)?)),
         "flame" => {
             let index = sample_index(p, &q.opts)?;
-            let mut tree = match &q.function {
-                Some(f) => report::flame::caller_tree(p, &q.opts, f)?,
-                None => report::flame::flame_tree(p, &q.opts)?,
+            let scope = report::flame::FlameScope {
+                zoom: &q.zoom,
+                min_fraction: FLAME_MIN_FRACTION,
             };
-            let span = zoom_into(&mut tree, &q.zoom);
-            let min = (span as f64 * FLAME_MIN_FRACTION) as i64;
-            tree.prune(min.max(1));
+            let tree = report::flame::flame_scoped(p, &q.opts, q.function.as_deref(), &scope)?;
             Ok(json::flame(p, index, &tree))
         }
         "peek" => {
@@ -380,22 +377,6 @@ fn api(shown: &Shown, endpoint: &str, query: &str) -> Result<String, ApiError> {
         }
         _ => Err(ApiError(404, format!("no such API: /api/{endpoint}"))),
     }
-}
-
-/// Keep only the frames on `path` (names from the root, followed as far as they exist) and
-/// the subtree below its end; return that frame's width. Pruning relative to it then sends the
-/// detail a zoomed view shows, however small the frame is in the whole profile.
-fn zoom_into(tree: &mut report::flame::FlameNode, path: &[String]) -> i64 {
-    let mut node = tree;
-    for name in path {
-        let Some(i) = node.children.iter().position(|c| &c.name == name) else {
-            break;
-        };
-        let child = node.children.swap_remove(i);
-        node.children = vec![child];
-        node = &mut node.children[0];
-    }
-    node.value.abs().max(node.base.abs())
 }
 
 /// The sample type index the options select.

@@ -44,23 +44,24 @@ impl FlameNode {
     pub fn is_empty(&self) -> bool {
         false
     }
+}
 
-    /// Drop the subtrees whose value and base are both below `min` in absolute value (their
-    /// value stays counted in their parent, as its own part). Renderers use it to send only
-    /// what can be seen: a frame under a pixel wide at any reasonable zoom.
-    pub fn prune(&mut self, min: i64) {
-        self.children
-            .retain(|c| c.value.abs() >= min || c.base.abs() >= min);
-        for c in &mut self.children {
-            c.prune(min);
-        }
-    }
+/// Which part of a flame graph to build, for renderers that show a part at a time: the frames
+/// on a zoom path and the subtree below its end, without the frames too narrow to be seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FlameScope<'a> {
+    /// Names from the root (not included) to the zoomed frame, followed as far as they exist;
+    /// the frames on the path keep their values but lose their other children.
+    pub zoom: &'a [String],
+    /// Subtrees whose value and base are both below this share of the zoomed frame's are left
+    /// out (their value stays in their parent, as its own part); 0 keeps everything.
+    pub min_fraction: f64,
 }
 
 /// The flame graph of the chosen sample type, after the filters of `opts`: the root holds the
 /// total of all samples, each node its callees. Samples with a zero value are left out.
 pub fn flame_tree(profile: &Profile, opts: &ReportOptions) -> Result<FlameNode> {
-    build(profile, opts, None)
+    flame_scoped(profile, opts, None, &FlameScope::default())
 }
 
 /// The inverted flame graph (an icicle of callers) of the function named exactly `function`:
@@ -68,22 +69,21 @@ pub fn flame_tree(profile: &Profile, opts: &ReportOptions) -> Result<FlameNode> 
 /// innermost occurrence), its children are its callers, theirs their callers, up to the
 /// threads' entry points. An unknown name is [`Error::Filter`].
 pub fn caller_tree(profile: &Profile, opts: &ReportOptions, function: &str) -> Result<FlameNode> {
-    build(profile, opts, Some(function))
+    flame_scoped(profile, opts, Some(function), &FlameScope::default())
 }
 
-/// Arena node while building: name index, value, base, children by name index.
-struct Building {
-    node: usize,
-    value: i64,
-    base: i64,
-    children: HashMap<usize, usize>,
-}
-
-fn build(profile: &Profile, opts: &ReportOptions, inverted_at: Option<&str>) -> Result<FlameNode> {
+/// [`flame_tree`] (or, with `callers_of`, [`caller_tree`]) limited to `scope`: what a
+/// renderer draws, built without allocating the frames it would not draw.
+pub fn flame_scoped(
+    profile: &Profile,
+    opts: &ReportOptions,
+    callers_of: Option<&str>,
+    scope: &FlameScope<'_>,
+) -> Result<FlameNode> {
     let mut keep = None;
     let (profile, setup) = Setup::new(profile, opts, &mut keep)?;
     let (prepared, sel) = (&setup.prepared, &setup.sel);
-    let target = match inverted_at {
+    let target = match callers_of {
         None => None,
         Some(name) => match prepared.names.iter().position(|n| n == name) {
             Some(n) => Some(n),
@@ -99,16 +99,16 @@ fn build(profile: &Profile, opts: &ReportOptions, inverted_at: Option<&str>) -> 
         .iter()
         .any(|s| s == super::base::BASE_LABEL);
 
-    let root_name = match target {
-        Some(n) => n,
-        None => usize::MAX,
+    // The tree as a flat arena: each node's graph node, parent, value and base; children are
+    // found through one map from (parent, graph node).
+    const ROOT: usize = usize::MAX;
+    let mut arena = Arena {
+        node: vec![target.unwrap_or(ROOT)],
+        parent: vec![0],
+        value: vec![0],
+        base: vec![0],
     };
-    let mut arena = vec![Building {
-        node: root_name,
-        value: 0,
-        base: 0,
-        children: HashMap::new(),
-    }];
+    let mut child_of: HashMap<(u32, u32), u32, Fast> = HashMap::default();
     let mut stack: Vec<usize> = Vec::new();
     for sample in &prepared.samples {
         let v = sample.values.get(sel.index).copied().unwrap_or(0);
@@ -120,11 +120,11 @@ fn build(profile: &Profile, opts: &ReportOptions, inverted_at: Option<&str>) -> 
         for &loc in sample.locations.iter().rev() {
             stack.extend(prepared.frames(loc).iter().rev());
         }
-        let path: Box<dyn Iterator<Item = &usize>> = match target {
-            None => Box::new(stack.iter()),
+        let path: &mut dyn Iterator<Item = &usize> = match target {
+            None => &mut stack.iter(),
             Some(t) => match stack.iter().rposition(|&n| n == t) {
                 // From the caller of the innermost occurrence, towards the root.
-                Some(at) => Box::new(stack[..at].iter().rev()),
+                Some(at) => &mut stack[..at].iter().rev(),
                 None => continue,
             },
         };
@@ -133,53 +133,131 @@ fn build(profile: &Profile, opts: &ReportOptions, inverted_at: Option<&str>) -> 
         } else {
             (v, 0)
         };
-        let mut at = 0;
-        arena[0].value += value;
-        arena[0].base += base;
+        let mut at = 0usize;
+        arena.value[0] += value;
+        arena.base[0] += base;
         for &n in path {
-            let next = match arena[at].children.get(&n) {
-                Some(&c) => c,
-                None => {
-                    arena.push(Building {
-                        node: n,
-                        value: 0,
-                        base: 0,
-                        children: HashMap::new(),
-                    });
-                    let c = arena.len() - 1;
-                    arena[at].children.insert(n, c);
-                    c
-                }
-            };
-            at = next;
-            arena[at].value += value;
-            arena[at].base += base;
+            let next = *child_of.entry((at as u32, n as u32)).or_insert_with(|| {
+                arena.node.push(n);
+                arena.parent.push(at);
+                arena.value.push(0);
+                arena.base.push(0);
+                (arena.node.len() - 1) as u32
+            });
+            at = next as usize;
+            arena.value[at] += value;
+            arena.base[at] += base;
         }
     }
+    drop(child_of);
+    let children = arena.children();
     let name = |n: usize| -> String {
-        if n == usize::MAX {
+        if n == ROOT {
             "root".to_owned()
         } else {
             prepared.names[n].clone()
         }
     };
-    Ok(assemble(&arena, 0, &name))
+    let names = |ids: &[usize]| -> Vec<(usize, &str)> {
+        ids.iter()
+            .map(|&c| (c, prepared.names[arena.node[c]].as_str()))
+            .collect()
+    };
+
+    // Follow the zoom path, then build the subtree below it, pruned relative to it.
+    let mut path = vec![0usize];
+    for want in scope.zoom {
+        let here = *path.last().expect("the root");
+        match names(&children[here]).into_iter().find(|(_, n)| n == want) {
+            Some((c, _)) => path.push(c),
+            None => break,
+        }
+    }
+    let end = *path.last().expect("the root");
+    let span = arena.value[end].abs().max(arena.base[end].abs());
+    let min = (span as f64 * scope.min_fraction) as i64;
+    let mut tree = arena.assemble(end, &children, min, &name);
+    for &above in path.iter().rev().skip(1) {
+        tree = FlameNode {
+            name: name(arena.node[above]),
+            value: arena.value[above],
+            base: arena.base[above],
+            children: vec![tree],
+        };
+    }
+    Ok(tree)
 }
 
-/// The arena's subtree at `at` as nested nodes, children sorted by name.
-fn assemble(arena: &[Building], at: usize, name: &dyn Fn(usize) -> String) -> FlameNode {
-    let b = &arena[at];
-    let mut children: Vec<FlameNode> = b
-        .children
-        .values()
-        .map(|&c| assemble(arena, c, name))
-        .collect();
-    children.sort_by(|a, b| a.name.cmp(&b.name));
-    FlameNode {
-        name: name(b.node),
-        value: b.value,
-        base: b.base,
-        children,
+/// A tree under construction, one entry per node in each column.
+struct Arena {
+    node: Vec<usize>,
+    parent: Vec<usize>,
+    value: Vec<i64>,
+    base: Vec<i64>,
+}
+
+impl Arena {
+    /// Each node's children (the root is its own parent and not its own child).
+    fn children(&self) -> Vec<Vec<usize>> {
+        let mut children = vec![Vec::new(); self.node.len()];
+        for (c, &p) in self.parent.iter().enumerate().skip(1) {
+            children[p].push(c);
+        }
+        children
+    }
+
+    /// The subtree at `at` as nested nodes, children sorted by name, leaving out those whose
+    /// value and base are both below `min` in absolute value.
+    fn assemble(
+        &self,
+        at: usize,
+        children: &[Vec<usize>],
+        min: i64,
+        name: &dyn Fn(usize) -> String,
+    ) -> FlameNode {
+        let mut kids: Vec<FlameNode> = children[at]
+            .iter()
+            .filter(|&&c| self.value[c].abs() >= min || self.base[c].abs() >= min)
+            .map(|&c| self.assemble(c, children, min, name))
+            .collect();
+        kids.sort_by(|a, b| a.name.cmp(&b.name));
+        FlameNode {
+            name: name(self.node[at]),
+            value: self.value[at],
+            base: self.base[at],
+            children: kids,
+        }
+    }
+}
+
+/// A multiply-shift hasher for the tree's (parent, node) keys: millions of lookups per tree,
+/// where SipHash's resistance to crafted keys buys nothing.
+#[derive(Default, Clone, Copy)]
+struct Fast;
+
+impl std::hash::BuildHasher for Fast {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -248,15 +326,44 @@ mod tests {
 
     #[test]
     fn callers_of_a_function_inverted_and_pruned() {
-        let mut tree = caller_tree(&profile(), &ReportOptions::default(), "leaf").unwrap();
+        let tree = caller_tree(&profile(), &ReportOptions::default(), "leaf").unwrap();
         assert_eq!(
             shape(&tree),
             "leaf=35/0[rec=5/0[rec=5/0[main=5/0]] work=30/0[main=30/0]]"
         );
-        tree.prune(10);
-        assert_eq!(shape(&tree), "leaf=35/0[work=30/0[main=30/0]]");
+        let scope = FlameScope {
+            zoom: &[],
+            min_fraction: 10.0 / 35.0,
+        };
+        let pruned = flame_scoped(&profile(), &ReportOptions::default(), Some("leaf"), &scope);
+        assert_eq!(shape(&pruned.unwrap()), "leaf=35/0[work=30/0[main=30/0]]");
         let e = caller_tree(&profile(), &ReportOptions::default(), "nope").unwrap_err();
         assert_eq!(e.to_string(), r#"no function named "nope" in the profile"#);
+    }
+
+    #[test]
+    fn a_zoomed_scope_keeps_the_path_and_the_subtree_below() {
+        let zoom = ["main".to_owned(), "rec".to_owned(), "nope".to_owned()];
+        let scope = FlameScope {
+            zoom: &zoom,
+            min_fraction: 0.0,
+        };
+        let tree = flame_scoped(&profile(), &ReportOptions::default(), None, &scope).unwrap();
+        assert_eq!(
+            shape(&tree),
+            "root=45/4[main=45/4[rec=5/0[rec=5/0[leaf=5/0]]]]"
+        );
+        // Pruning is relative to the zoomed frame: a frame of 5 survives 0.5 of 5.
+        let zoom = ["main".to_owned(), "rec".to_owned()];
+        let scope = FlameScope {
+            zoom: &zoom,
+            min_fraction: 0.5,
+        };
+        let tree = flame_scoped(&profile(), &ReportOptions::default(), None, &scope).unwrap();
+        assert_eq!(
+            shape(&tree),
+            "root=45/4[main=45/4[rec=5/0[rec=5/0[leaf=5/0]]]]"
+        );
     }
 
     #[test]

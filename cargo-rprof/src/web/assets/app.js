@@ -12,6 +12,7 @@ const main = $("#main");
 const rprof = (window.rprof = { ready: false, view: null, flame: null, renderMs: null });
 let meta = null;
 const cache = new Map();
+let rendering = 0; // counts renders, so a slow answer for an old one is dropped
 
 // ---- state in the URL fragment ----
 
@@ -116,8 +117,13 @@ function linkTo(text, changes, title) {
   return el("a", { title: title || "", on: { click: () => update(changes) } }, text);
 }
 
+// Whether a newer render has started since `ticket` (its answer must not be shown).
+const stale = (ticket) => ticket !== rendering;
+
 async function topView(s) {
+  const ticket = rendering;
   const data = await api("top", apiQuery(s));
+  if (stale(ticket)) return;
   const sortKey = s.get("sort") || "flat";
   const asc = s.get("order") === "asc";
   const filter = regex(s.get("q"));
@@ -156,9 +162,9 @@ async function topView(s) {
       el("td", { class: delta(r.flat) }, r.flat_label), el("td", {}, pct(r.flat, data.total)),
       el("td", {}, pct(sum, data.total)),
       el("td", { class: delta(r.cum) }, r.cum_label), el("td", {}, pct(r.cum, data.total)),
-      el("td", { class: "name" }, linkTo(r.name, { view: "callers", fn: r.name }, "its callers"), r.inline),
+      el("td", { class: "name" }, linkTo(r.name, { view: "callers", fn: r.name, zoom: null }, "its callers"), r.inline),
       el("td", { class: "acts" },
-        linkTo("callers", { view: "callers", fn: r.name }),
+        linkTo("callers", { view: "callers", fn: r.name, zoom: null }),
         linkTo("peek", { view: "peek", re: "^" + escapeRegex(r.name) + "$" }),
         linkTo("focus", { view: "flame", focus: "^" + escapeRegex(r.name) + "$", zoom: null }))));
   }
@@ -183,7 +189,9 @@ async function flameView(s, callers) {
   const zoom = JSON.parse(s.get("zoom") || "[]");
   const extra = callers ? { f: fn } : {};
   if (zoom.length) extra.zoom = JSON.stringify(zoom);
+  const ticket = rendering;
   const data = await api("flame", apiQuery(s, extra));
+  if (stale(ticket)) return;
   const canvas = el("canvas", { class: "flame", id: "flame" });
   const search = el("input", { id: "search", placeholder: "regex: highlight and sum", value: s.get("q") || "" });
   const result = el("span", { class: "hit", id: "search-result" });
@@ -219,7 +227,8 @@ async function flameView(s, callers) {
   const showSearch = () => {
     graph.search(regex(search.value));
     result.textContent = graph.matcher
-      ? `${graph.matchCount} ${graph.matchCount === 1 ? "frame matches" : "frames match"}: ${format(graph.matchSum, data.unit)} (${pct(graph.matchSum, graph.root.value)} of ${format(graph.root.value, data.unit)})`
+      ? `${graph.matchCount} ${graph.matchCount === 1 ? "frame matches" : "frames match"}: ${format(graph.matchSum, data.unit)} (${pct(graph.matchSum, graph.root.value)} of ${format(graph.root.value, data.unit)})` +
+        (fetchedAt.depth > 0 ? ", in the stacks through the zoomed frame" : "")
       : "";
   };
   showSearch();
@@ -248,7 +257,9 @@ async function peekView(s) {
     main.replaceChildren(bar, el("p", { class: "empty" }, "Type a regular expression and press Enter."));
     return;
   }
+  const ticket = rendering;
   const data = await api("peek", apiQuery(s, { f: re }));
+  if (stale(ticket)) return;
   const table = el("table", { id: "peek" },
     el("thead", {}, el("tr", {}, ...["flat", "flat%", "cum", "cum%", "calls", "name"].map((h) => el("th", { class: h === "name" ? "name" : "" }, h)))));
   for (const e of data.entries) {
@@ -278,8 +289,6 @@ const VIEWS = {
 };
 
 // ---- the page ----
-
-let rendering = 0;
 
 async function render() {
   const ticket = ++rendering;
@@ -322,7 +331,10 @@ async function start() {
   const select = $("#sample_index");
   for (const t of meta.sample_types) select.append(el("option", { value: t.name }, `${t.name} (${t.unit})`));
   select.addEventListener("change", () => update({ sample_index: select.value === meta.default_sample_index ? null : select.value }));
-  for (const a of document.querySelectorAll("#views a")) a.addEventListener("click", () => update({ view: a.dataset.view }));
+  // A zoom belongs to the graph it was made in.
+  for (const a of document.querySelectorAll("#views a")) {
+    a.addEventListener("click", () => a.dataset.view !== state().get("view") && update({ view: a.dataset.view, zoom: null }));
+  }
   $("#filters").addEventListener("submit", (e) => {
     e.preventDefault();
     const changes = { zoom: null };
