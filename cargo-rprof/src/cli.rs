@@ -44,7 +44,7 @@ pub enum Command {
     /// Print every distinct stack with its value, like `go tool pprof -traces`.
     Traces(ReportArgs),
     /// Print each function with its callers and callees, like `go tool pprof -tree`.
-    Tree(TreeArgs),
+    Tree(TopArgs),
     /// Print the callers and callees of the functions matching REGEX, like
     /// `go tool pprof -peek`.
     Peek(PeekArgs),
@@ -243,20 +243,7 @@ pub struct TopArgs {
     /// Sort by cumulative value (the function and everything it calls) instead of flat.
     #[arg(long)]
     pub cum: bool,
-    /// Show at most N functions.
-    #[arg(short = 'n', long = "nodecount", value_name = "N")]
-    pub nodecount: Option<usize>,
-}
-
-/// `cargo rprof tree`.
-#[derive(Debug, Clone, Args)]
-pub struct TreeArgs {
-    #[command(flatten)]
-    pub report: ReportArgs,
-    /// Sort by cumulative value instead of flat.
-    #[arg(long)]
-    pub cum: bool,
-    /// Show at most N functions (default 80).
+    /// Show at most N functions (default: all for `top` and `diff`, 80 for `tree`).
     #[arg(short = 'n', long = "nodecount", value_name = "N")]
     pub nodecount: Option<usize>,
 }

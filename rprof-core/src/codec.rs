@@ -114,7 +114,8 @@ pub fn validate(p: &Profile) -> Result<()> {
             return invalid(format!("function {} names a string out of range", f.id));
         }
     }
-    let mut locations = HashSet::new();
+    let max_location = p.location.iter().map(|l| l.id).max().unwrap_or(0);
+    let mut locations = IdSet::new(max_location, p.location.len());
     for l in &p.location {
         if l.id == 0 || !locations.insert(l.id) {
             return invalid(format!("location id {} is zero or repeated", l.id));
@@ -149,6 +150,46 @@ pub fn validate(p: &Profile) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A set of ids, checked once per stack frame while validating (tens of millions of times for a
+/// large profile): a bit per id when the ids are dense, as writers number them, a hash set
+/// otherwise.
+enum IdSet {
+    Dense(Vec<bool>),
+    Sparse(HashSet<u64>),
+}
+
+impl IdSet {
+    /// Ids up to this many per stored id are kept as flags.
+    const DENSE_FACTOR: u64 = 16;
+
+    /// A set for `count` ids of which `max` is the largest.
+    fn new(max: u64, count: usize) -> IdSet {
+        if max <= Self::DENSE_FACTOR * count as u64 + 1024 {
+            IdSet::Dense(vec![false; max as usize + 1])
+        } else {
+            IdSet::Sparse(HashSet::new())
+        }
+    }
+
+    /// Add `id`; false when it was there.
+    fn insert(&mut self, id: u64) -> bool {
+        match self {
+            IdSet::Dense(bits) => {
+                let slot = &mut bits[id as usize];
+                !std::mem::replace(slot, true)
+            }
+            IdSet::Sparse(set) => set.insert(id),
+        }
+    }
+
+    fn contains(&self, id: &u64) -> bool {
+        match self {
+            IdSet::Dense(bits) => bits.get(*id as usize).copied().unwrap_or(false),
+            IdSet::Sparse(set) => set.contains(id),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -190,5 +231,29 @@ mod tests {
         // A valid protobuf of another shape: a ValueType message.
         let other = crate::proto::ValueType { r#type: 3, unit: 4 }.encode_to_vec();
         assert!(decode(&other).is_err());
+    }
+
+    #[test]
+    fn location_ids_dense_or_sparse_are_checked() {
+        for shift in [0, 40] {
+            let mut p = sample_profile();
+            for l in &mut p.location {
+                l.id += 1 << shift;
+            }
+            for s in &mut p.sample {
+                for id in &mut s.location_id {
+                    *id += 1 << shift;
+                }
+            }
+            validate(&p).unwrap();
+            p.sample[0].location_id.push(7 << 20);
+            let e = validate(&p).unwrap_err().to_string();
+            assert!(e.contains("missing location"), "{e}");
+            let mut p = sample_profile();
+            let again = p.location[0].clone();
+            p.location.push(again);
+            let e = validate(&p).unwrap_err().to_string();
+            assert!(e.contains("repeated"), "{e}");
+        }
     }
 }

@@ -11,9 +11,8 @@
 //! carry the label `pprof::base=true` and negated values; their part of a node is kept apart in
 //! [`FlameNode::base`] (as a positive amount) so a renderer can show both runs and their delta.
 
-use std::collections::HashMap;
-
 use super::base::is_base_sample;
+use super::graph::FastMap;
 use super::{ReportOptions, Setup};
 use crate::proto::Profile;
 use crate::{Error, Result};
@@ -108,7 +107,7 @@ pub fn flame_scoped(
         value: vec![0],
         base: vec![0],
     };
-    let mut child_of: HashMap<(u32, u32), u32, Fast> = HashMap::default();
+    let mut child_of: FastMap<(u32, u32), u32> = FastMap::default();
     let mut stack: Vec<usize> = Vec::new();
     for sample in &prepared.samples {
         let v = sample.values.get(sel.index).copied().unwrap_or(0);
@@ -227,37 +226,6 @@ impl Arena {
             base: self.base[at],
             children: kids,
         }
-    }
-}
-
-/// A multiply-shift hasher for the tree's (parent, node) keys: millions of lookups per tree,
-/// where SipHash's resistance to crafted keys buys nothing.
-#[derive(Default, Clone, Copy)]
-struct Fast;
-
-impl std::hash::BuildHasher for Fast {
-    type Hasher = FastHasher;
-    fn build_hasher(&self) -> FastHasher {
-        FastHasher(0)
-    }
-}
-
-struct FastHasher(u64);
-
-impl std::hash::Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
