@@ -109,6 +109,10 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub mutexprofilefraction: u64,
+    /// Write a thread-creation profile to FILE: the stacks that created threads, one count per
+    /// thread (Go's `threadcreate` profile).
+    #[arg(long, value_name = "FILE")]
+    pub threadcreateprofile: Option<PathBuf>,
     /// Write profile files into DIR instead of the current directory.
     #[arg(long, value_name = "DIR")]
     pub outputdir: Option<PathBuf>,
@@ -309,6 +313,7 @@ const OWN_VALUE_FLAGS: &[&str] = &[
     "--blockprofilerate",
     "--mutexprofile",
     "--mutexprofilefraction",
+    "--threadcreateprofile",
     "--outputdir",
 ];
 
@@ -382,6 +387,7 @@ pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> 
         (ProfileKind::Mem, &p.memprofile, p.memprofilerate),
         (ProfileKind::Block, &p.blockprofile, p.blockprofilerate),
         (ProfileKind::Mutex, &p.mutexprofile, p.mutexprofilefraction),
+        (ProfileKind::ThreadCreate, &p.threadcreateprofile, 1),
     ];
     let requests: Vec<Request> = wanted
         .into_iter()
@@ -395,7 +401,7 @@ pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> 
         .collect();
     if requests.is_empty() {
         return Err(CliError::Usage(format!(
-            "no profile requested: add --cpuprofile, --memprofile, --blockprofile or --mutexprofile FILE (see `cargo rprof {subcommand} --help`)"
+            "no profile requested: add --cpuprofile, --memprofile, --blockprofile, --mutexprofile or --threadcreateprofile FILE (see `cargo rprof {subcommand} --help`)"
         )));
     }
     for (i, a) in requests.iter().enumerate() {
