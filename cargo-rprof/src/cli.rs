@@ -564,6 +564,42 @@ mod tests {
     }
 
     #[test]
+    fn web_takes_the_report_flags_and_its_own() {
+        match parse(os(&[
+            "cargo-rprof",
+            "web",
+            "a.prof",
+            "b.prof",
+            "--diff_base",
+            "base.prof",
+            "--focus",
+            "hot",
+            "--http",
+            "127.0.0.1:8080",
+            "--no-browser",
+        ]))
+        .unwrap()
+        {
+            Command::Web(w) => {
+                assert_eq!(w.report.files.len(), 2);
+                assert_eq!(w.report.diff_base, Some(PathBuf::from("base.prof")));
+                assert_eq!(w.report.filters.focus.as_deref(), Some("hot"));
+                assert_eq!(w.http, "127.0.0.1:8080");
+                assert!(w.no_browser && !w.http_allow_remote);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(os(&["cargo-rprof", "web", "a.prof"])).unwrap() {
+            Command::Web(w) => assert_eq!(w.http, "127.0.0.1:0"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(os(&["cargo-rprof", "web"])).is_err(),
+            "a file is required"
+        );
+    }
+
+    #[test]
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
         CargoCli::command().debug_assert();
