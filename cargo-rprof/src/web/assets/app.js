@@ -128,10 +128,12 @@ async function topView(s) {
   const asc = s.get("order") === "asc";
   const filter = regex(s.get("q"));
   let rows = data.rows.filter((r) => !filter || filter.test(r.name));
+  // As pprof sorts: by |value|, then by name.
+  const byName = (a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : 0);
   const cmp = {
-    flat: (a, b) => Math.abs(b.flat) - Math.abs(a.flat),
-    cum: (a, b) => Math.abs(b.cum) - Math.abs(a.cum),
-    name: (a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : 0),
+    flat: (a, b) => Math.abs(b.flat) - Math.abs(a.flat) || -byName(a, b),
+    cum: (a, b) => Math.abs(b.cum) - Math.abs(a.cum) || -byName(a, b),
+    name: (a, b) => -byName(a, b),
   }[sortKey] || (() => 0);
   rows = rows.slice().sort((a, b) => (asc ? -cmp(a, b) : cmp(a, b)));
   rprof.lastTop = rows;
