@@ -211,6 +211,12 @@ pub fn go_tool() -> Option<PathBuf> {
     required_tool("go", "golang-go")
 }
 
+/// Debian's `chromium`, for the web UI's browser test. `None` (the test then skips, saying so)
+/// only outside CI: with `CI` set, a missing chromium fails the test.
+pub fn chromium() -> Option<PathBuf> {
+    required_tool("chromium", "chromium")
+}
+
 /// The program `name` on `PATH`. Outside CI a missing one is `None` (the caller skips, saying
 /// so); with `CI` set it fails the test, naming the Debian `package` to install.
 fn required_tool(name: &str, package: &str) -> Option<PathBuf> {

@@ -1,4 +1,5 @@
-//! The command line: `cargo rprof test|bench` (profile) and `top|traces|flamegraph` (analyze).
+//! The command line: `cargo rprof test|bench` (profile), `top|traces|flamegraph` (analyze) and
+//! `web` (browse).
 //!
 //! `test` and `bench` take rprof's own flags anywhere before `--`; every other argument goes to
 //! cargo unchanged, and everything after `--` to the binaries, as with `cargo test`. So rprof's
@@ -60,6 +61,8 @@ pub enum Command {
     /// `go tool pprof -disasm=REGEX`.
     #[command(after_help = DISASM_HELP)]
     Disasm(DisasmArgs),
+    /// Browse profiles in a local web UI: top, flame graph, callers, peek; the same filters.
+    Web(WebArgs),
 }
 
 const PASS_THROUGH_HELP: &str = "\
@@ -347,6 +350,24 @@ pub struct DisasmArgs {
     pub intel_syntax: bool,
 }
 
+/// `cargo rprof web`.
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    /// The profiles, base, sample type, granularity and filters the page starts with.
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Where to serve the page: HOST:PORT, port 0 for a free one. Only loopback addresses
+    /// unless --http-allow-remote is given.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub http: String,
+    /// Serve on a non-loopback --http address: anyone who can reach it sees the profiles.
+    #[arg(long)]
+    pub http_allow_remote: bool,
+    /// Do not open a browser (none is opened anyway without a display).
+    #[arg(long)]
+    pub no_browser: bool,
+}
+
 /// rprof's own flags of `test` and `bench` that take a value.
 const OWN_VALUE_FLAGS: &[&str] = &[
     "--cpuprofile",
@@ -507,6 +528,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
         Command::Flamegraph(a) => analyze::flamegraph(a).map(|()| 0),
         Command::List(a) => analyze::list::list(a).map(|()| 0),
         Command::Disasm(a) => analyze::disasm::disasm(a).map(|()| 0),
+        Command::Web(a) => crate::web::web(a).map(|()| 0),
     }
 }
 
@@ -649,6 +671,42 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse(os(&["cargo-rprof", "list", "only_a_regex"])).is_err());
+    }
+
+    #[test]
+    fn web_takes_the_report_flags_and_its_own() {
+        match parse(os(&[
+            "cargo-rprof",
+            "web",
+            "a.prof",
+            "b.prof",
+            "--diff_base",
+            "base.prof",
+            "--focus",
+            "hot",
+            "--http",
+            "127.0.0.1:8080",
+            "--no-browser",
+        ]))
+        .unwrap()
+        {
+            Command::Web(w) => {
+                assert_eq!(w.report.files.len(), 2);
+                assert_eq!(w.report.diff_base, Some(PathBuf::from("base.prof")));
+                assert_eq!(w.report.filters.focus.as_deref(), Some("hot"));
+                assert_eq!(w.http, "127.0.0.1:8080");
+                assert!(w.no_browser && !w.http_allow_remote);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(os(&["cargo-rprof", "web", "a.prof"])).unwrap() {
+            Command::Web(w) => assert_eq!(w.http, "127.0.0.1:0"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(os(&["cargo-rprof", "web"])).is_err(),
+            "a file is required"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! library built from rprof-harness.
 //!
 //! One binary plays three roles, chosen by how it is invoked:
-//! - `cargo rprof test|bench|top|traces|flamegraph ...`: the user-facing CLI ([`cli`]);
+//! - `cargo rprof test|bench|top|traces|flamegraph|web ...`: the user-facing CLI ([`cli`]);
 //! - `cargo-rprof __rprof-runner BINARY ARGS...`: cargo's target runner for each test or bench
 //!   binary ([`runner`]): keep a copy of the binary, start it under the preload library;
 //! - `RUSTC_WRAPPER`: adds frame pointers and line tables to every crate built ([`wrapper`]).
@@ -15,6 +15,7 @@ pub mod preload;
 pub mod runner;
 pub mod session;
 mod term;
+pub mod web;
 pub mod wrapper;
 
 pub use error::CliError;

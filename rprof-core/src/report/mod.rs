@@ -21,6 +21,7 @@ pub mod base;
 #[cfg(feature = "disasm")]
 pub mod disasm;
 pub mod filter;
+pub mod flame;
 mod flamegraph;
 mod graph;
 pub mod list;
