@@ -507,6 +507,59 @@ fn views_in_a_real_browser() {
     );
     b.screenshot("peek");
 
+    // Source: hot_three's lines with their values, the same lines as `cargo rprof list`.
+    b.open(
+        &format!("{url}/#view=source&src=%5Ecpu_split%3A%3Ahot_three%24"),
+        "source",
+    );
+    let listing = b.eval("rprof.lastSource.listings[0]");
+    assert_eq!(listing["name"], json!("cpu_split::hot_three"));
+    assert!(
+        listing["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("src/lib.rs")),
+        "the fixture's source was found: {}",
+        listing["path"]
+    );
+    let shown_lines = b.eval(
+        "[...document.querySelectorAll('table.source tr')].map(r => r.textContent).join('\\n')",
+    );
+    assert!(
+        shown_lines.as_str().unwrap().contains("pub fn hot_three("),
+        "the function's own line is shown: {shown_lines}"
+    );
+    let cli = run({
+        let mut c = Command::new(cargo_rprof());
+        c.args(["rprof", "list", "^cpu_split::hot_three$"])
+            .arg(&cpu);
+        c
+    });
+    cli.expect_code(0);
+    // pprof's list prints `flat cum number: text`, `.` for zero.
+    let cli_hot: Vec<i64> = cli
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (flat, cum, number) = (w.next()?, w.next()?, w.next()?);
+            let number = number.strip_suffix(':')?.parse().ok()?;
+            (flat != "." || cum != ".").then_some(number)
+        })
+        .collect();
+    let page_hot: Vec<i64> = listing["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["flat"] != json!(0) || l["cum"] != json!(0))
+        .map(|l| l["number"].as_i64().unwrap())
+        .collect();
+    assert!(!page_hot.is_empty());
+    assert_eq!(
+        page_hot, cli_hot,
+        "lines with samples, as `cargo rprof list` shows"
+    );
+    b.screenshot("source");
+
     // A bad filter is one line on the page, not a broken page.
     b.open(&format!("{url}/#view=top&focus=("), "top");
     let error = b.eval("document.querySelector('#error').textContent");

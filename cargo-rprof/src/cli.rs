@@ -318,6 +318,13 @@ pub struct ListArgs {
     pub regex: String,
     #[command(flatten)]
     pub report: ReportArgs,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// Where `list` and the web UI's source view look for source files.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
     /// Directories to search relative source paths in, separated by `:` (default: the current
     /// directory and its parents), as pprof's -source_path.
     #[arg(
@@ -366,6 +373,8 @@ pub struct WebArgs {
     /// Do not open a browser (none is opened anyway without a display).
     #[arg(long)]
     pub no_browser: bool,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 /// rprof's own flags of `test` and `bench` that take a value.
@@ -649,8 +658,8 @@ mod tests {
             Command::List(l) => {
                 assert_eq!(l.regex, "hot_.*");
                 assert_eq!(l.report.files, [PathBuf::from("cpu.prof")]);
-                assert_eq!(l.source_path.as_deref(), Some("/src:/other"));
-                assert_eq!(l.trim_path.as_deref(), Some("/rustc/abc"));
+                assert_eq!(l.sources.source_path.as_deref(), Some("/src:/other"));
+                assert_eq!(l.sources.trim_path.as_deref(), Some("/rustc/abc"));
                 assert_eq!(l.report.filters.focus.as_deref(), Some("x"));
             }
             other => panic!("{other:?}"),

@@ -12,8 +12,8 @@ pub fn list(a: &ListArgs) -> Result<(), CliError> {
     list::check_regex(&a.regex).map_err(|e| CliError::Usage(e.to_string()))?;
     let profile = load_report_input(&a.report)?;
     let sources = SourceSearch::new(
-        a.source_path.clone(),
-        a.trim_path.clone(),
+        a.sources.source_path.clone(),
+        a.sources.trim_path.clone(),
         RustSrc::Toolchain,
     );
     let text = list::list(&profile, &options(&a.report), &a.regex, &sources)

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use rprof_core::report::flame::FlameNode;
+use rprof_core::report::list::FunctionListing;
 use rprof_core::report::{format_value, PeekEdge, TopTable, TreeReport};
 use rprof_core::Profile;
 use serde::Serialize;
@@ -228,4 +229,80 @@ fn node<'t>(
         node(c, names, order, out);
     }
     out.push_str("]]");
+}
+
+/// One line of a `/api/source` listing.
+#[derive(Serialize)]
+struct Line<'a> {
+    number: i64,
+    flat: i64,
+    cum: i64,
+    flat_label: String,
+    cum_label: String,
+    /// `None` when the source was not found.
+    text: Option<&'a str>,
+}
+
+/// One listing of `/api/source`: a function in one file.
+#[derive(Serialize)]
+struct Listing<'a> {
+    name: &'a str,
+    file: &'a str,
+    /// Where the source was read, `None` when it was not found.
+    path: Option<String>,
+    flat: i64,
+    cum: i64,
+    flat_label: String,
+    cum_label: String,
+    lines: Vec<Line<'a>>,
+}
+
+/// `/api/source`.
+#[derive(Serialize)]
+struct Source<'a> {
+    sample_type: &'a str,
+    unit: &'a str,
+    listings: Vec<Listing<'a>>,
+}
+
+pub(super) fn source(p: &Profile, index: usize, listings: &[FunctionListing]) -> String {
+    let vt = &p.sample_type[index];
+    let unit = p.str(vt.unit);
+    let label = |v: i64| {
+        if v == 0 {
+            ".".to_owned()
+        } else {
+            format_value(v, unit)
+        }
+    };
+    let listings = listings
+        .iter()
+        .map(|l| Listing {
+            name: &l.name,
+            file: &l.file,
+            path: l.path.as_ref().map(|p| p.display().to_string()),
+            flat: l.flat,
+            cum: l.cum,
+            flat_label: label(l.flat),
+            cum_label: label(l.cum),
+            lines: l
+                .lines
+                .iter()
+                .map(|line| Line {
+                    number: line.number,
+                    flat: line.flat,
+                    cum: line.cum,
+                    flat_label: label(line.flat),
+                    cum_label: label(line.cum),
+                    text: line.text.as_deref(),
+                })
+                .collect(),
+        })
+        .collect();
+    let source = Source {
+        sample_type: p.str(vt.r#type),
+        unit,
+        listings,
+    };
+    serde_json::to_string(&source).expect("plain data serializes")
 }

@@ -21,13 +21,15 @@
 //! - `/api/top`: `top`'s table (header lines, rows trimmed and sorted as `top` prints them);
 //! - `/api/flame`: the flame graph tree; with `f=NAME`, the callers tree of that node; with
 //!   `zoom=["a","b"]`, only the frames on that path and the subtree below it, in finer detail;
-//! - `/api/peek?f=REGEX`: `peek`'s callers and callees of the matching nodes.
+//! - `/api/peek?f=REGEX`: `peek`'s callers and callees of the matching nodes;
+//! - `/api/source?f=REGEX`: `list`'s listings of the matching functions, line by line.
 
 mod json;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use rprof_core::report::list::{RustSrc, SourceSearch};
 use rprof_core::report::{self, Granularity, ReportOptions};
 use rprof_core::Profile;
 use tiny_http::{Header, Method, Request, Response, Server};
@@ -55,6 +57,8 @@ pub struct Shown {
     pub base: Option<(PathBuf, &'static str)>,
     /// The options of the command line: the page starts with them.
     pub start: ReportOptions,
+    /// Where the source view reads sources (`--source-path`, `--trim-path`, rust-src).
+    pub sources: SourceSearch,
 }
 
 /// `cargo rprof web`: load, bind, print the URL, open a browser when there is a display, serve
@@ -128,6 +132,11 @@ fn load(a: &WebArgs) -> Result<Shown, CliError> {
         files: r.files.clone(),
         base,
         start: crate::analyze::options(r),
+        sources: SourceSearch::new(
+            a.sources.source_path.clone(),
+            a.sources.trim_path.clone(),
+            RustSrc::Toolchain,
+        ),
     })
 }
 
@@ -374,6 +383,14 @@ fn api(shown: &Shown, endpoint: &str, query: &str) -> Result<String, ApiError> {
                 return Err(ApiError(400, "peek needs f=REGEX".into()));
             };
             Ok(json::peek(&report::tree_report(p, &q.opts, Some(re))?))
+        }
+        "source" => {
+            let Some(re) = &q.function else {
+                return Err(ApiError(400, "source needs f=REGEX".into()));
+            };
+            let index = sample_index(p, &q.opts)?;
+            let listings = report::list::listings(p, &q.opts, re, &shown.sources)?;
+            Ok(json::source(p, index, &listings))
         }
         _ => Err(ApiError(404, format!("no such API: /api/{endpoint}"))),
     }

@@ -168,6 +168,7 @@ async function topView(s) {
       el("td", { class: "acts" },
         linkTo("callers", { view: "callers", fn: r.name, zoom: null }),
         linkTo("peek", { view: "peek", re: "^" + escapeRegex(r.name) + "$" }),
+        linkTo("source", { view: "source", src: "^" + escapeRegex(r.name) + "$" }),
         linkTo("focus", { view: "flame", focus: "^" + escapeRegex(r.name) + "$", zoom: null }))));
   }
   table.append(body);
@@ -283,7 +284,46 @@ async function peekView(s) {
     data.entries.length ? table : el("p", { class: "empty" }, `Nothing matches ${re}.`));
 }
 
+// pprof's list: each matching function's source, each line with its flat and cum, the lines
+// shaded by their cum (the hottest line of a listing darkest).
+async function sourceView(s) {
+  const re = s.get("src") || "";
+  const input = el("input", { id: "source-re", placeholder: "regex: functions to list", value: re });
+  input.addEventListener("keyup", (e) => e.key === "Enter" && update({ src: input.value }));
+  const bar = el("div", { class: "bar" }, input, el("span", { class: "info" }, "source lines with their flat and cum"));
+  if (!re) {
+    main.replaceChildren(bar, el("p", { class: "empty" }, "Type a regular expression and press Enter."));
+    return;
+  }
+  const ticket = rendering;
+  const data = await api("source", apiQuery(s, { f: re }));
+  if (stale(ticket)) return;
+  rprof.lastSource = data;
+  const parts = [bar];
+  for (const l of data.listings) {
+    const hottest = Math.max(1, ...l.lines.map((x) => Math.abs(x.cum)));
+    const where = l.path || `${l.file || "(no file)"}: source not found`;
+    const value = (v, label) => (v ? label : "0");
+    parts.push(el("h3", { class: "listing" }, l.name,
+      el("span", { class: "info" }, `${where}: flat ${value(l.flat, l.flat_label)}, cum ${value(l.cum, l.cum_label)}`)));
+    const table = el("table", { class: "source" },
+      el("thead", {}, el("tr", {}, el("th", {}, "flat"), el("th", {}, "cum"), el("th", {}, "line"), el("th", { class: "name" }, "source"))));
+    for (const x of l.lines) {
+      const heat = Math.abs(x.cum) / hottest;
+      const row = el("tr", { "data-line": x.number },
+        el("td", { class: x.flat ? "hot" : "" }, x.flat_label), el("td", {}, x.cum_label),
+        el("td", { class: "num" }, String(x.number)),
+        el("td", { class: "code" }, x.text === null ? "" : x.text));
+      if (x.cum) row.style.background = `rgba(230, 80, 30, ${(0.08 + 0.5 * heat).toFixed(3)})`;
+      table.append(row);
+    }
+    parts.push(table);
+  }
+  main.replaceChildren(...parts);
+}
+
 const VIEWS = {
+  source: sourceView,
   peek: peekView,
   top: topView,
   flame: (s) => flameView(s, false),
