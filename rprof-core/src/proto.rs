@@ -66,17 +66,104 @@ pub struct ValueType {
 }
 
 /// One measured stack.
-#[derive(Clone, PartialEq, prost::Message)]
+///
+/// Its protobuf encoding is written by hand rather than derived (see the `Message` impl below):
+/// the same wire format, but decoding sizes the packed `location_id` and `value` lists before
+/// filling them, as a profile has a million samples of 20-60 frames each.
+#[derive(Clone, Default, PartialEq)]
 pub struct Sample {
-    /// Location ids, leaf first.
-    #[prost(uint64, repeated, tag = "1")]
+    /// Location ids, leaf first (field 1, packed `uint64`).
     pub location_id: Vec<u64>,
-    /// One value per entry of [`Profile::sample_type`].
-    #[prost(int64, repeated, tag = "2")]
+    /// One value per entry of [`Profile::sample_type`] (field 2, packed `int64`).
     pub value: Vec<i64>,
-    /// Extra key/value context.
-    #[prost(message, repeated, tag = "3")]
+    /// Extra key/value context (field 3).
     pub label: Vec<Label>,
+}
+
+impl std::fmt::Debug for Sample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sample")
+            .field("location_id", &self.location_id)
+            .field("value", &self.value)
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+/// How many varints a packed field of `buf`'s next bytes holds, when its length prefix and
+/// body are in `buf`'s current chunk (always so for a slice): every varint ends with the one
+/// byte whose high bit is clear. `None` when the field cannot be sized without consuming it.
+fn packed_varint_count(buf: &impl prost::bytes::Buf) -> Option<usize> {
+    let chunk = buf.chunk();
+    let mut len = 0usize;
+    let mut shift = 0;
+    for (i, &b) in chunk.iter().enumerate().take(10) {
+        len |= usize::from(b & 0x7f).checked_shl(shift)?;
+        shift += 7;
+        if b & 0x80 == 0 {
+            let body = chunk.get(i + 1..i + 1 + len)?;
+            return Some(body.iter().filter(|&&b| b & 0x80 == 0).count());
+        }
+    }
+    None
+}
+
+impl prost::Message for Sample {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        prost::encoding::uint64::encode_packed(1, &self.location_id, buf);
+        prost::encoding::int64::encode_packed(2, &self.value, buf);
+        prost::encoding::message::encode_repeated(3, &self.label, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        use prost::encoding::{int64, message, skip_field, uint64, WireType};
+        let packed = wire_type == WireType::LengthDelimited;
+        match tag {
+            1 => {
+                if let Some(n) = packed.then(|| packed_varint_count(buf)).flatten() {
+                    self.location_id.reserve_exact(n);
+                }
+                uint64::merge_repeated(wire_type, &mut self.location_id, buf, ctx).map_err(
+                    |mut e| {
+                        e.push("Sample", "location_id");
+                        e
+                    },
+                )
+            }
+            2 => {
+                if let Some(n) = packed.then(|| packed_varint_count(buf)).flatten() {
+                    self.value.reserve_exact(n);
+                }
+                int64::merge_repeated(wire_type, &mut self.value, buf, ctx).map_err(|mut e| {
+                    e.push("Sample", "value");
+                    e
+                })
+            }
+            3 => message::merge_repeated(wire_type, &mut self.label, buf, ctx).map_err(|mut e| {
+                e.push("Sample", "label");
+                e
+            }),
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        prost::encoding::uint64::encoded_len_packed(1, &self.location_id)
+            + prost::encoding::int64::encoded_len_packed(2, &self.value)
+            + prost::encoding::message::encoded_len_repeated(3, &self.label)
+    }
+
+    fn clear(&mut self) {
+        self.location_id.clear();
+        self.value.clear();
+        self.label.clear();
+    }
 }
 
 /// A key/value annotation of a sample.
@@ -183,4 +270,82 @@ pub struct Function {
     /// First line of the function.
     #[prost(int64, tag = "5")]
     pub start_line: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// `Sample` as prost would derive it: the hand-written encoding must be the same.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct DerivedSample {
+        #[prost(uint64, repeated, tag = "1")]
+        location_id: Vec<u64>,
+        #[prost(int64, repeated, tag = "2")]
+        value: Vec<i64>,
+        #[prost(message, repeated, tag = "3")]
+        label: Vec<Label>,
+    }
+
+    fn samples() -> Vec<(Sample, DerivedSample)> {
+        let label = Label {
+            key: 3,
+            str: 0,
+            num: 4096,
+            num_unit: 5,
+        };
+        [
+            (vec![], vec![], vec![]),
+            (vec![1, 2, 3], vec![1, 10_000_000], vec![]),
+            // Ids and values of every varint length, negative values, labels.
+            (
+                vec![127, 128, 16_383, 16_384, u64::MAX, 1 << 35],
+                vec![-1, 0, i64::MIN, i64::MAX],
+                vec![label.clone(), label],
+            ),
+        ]
+        .into_iter()
+        .map(|(location_id, value, label)| {
+            (
+                Sample {
+                    location_id: location_id.clone(),
+                    value: value.clone(),
+                    label: label.clone(),
+                },
+                DerivedSample {
+                    location_id,
+                    value,
+                    label,
+                },
+            )
+        })
+        .collect()
+    }
+
+    #[test]
+    fn sample_encoding_is_the_derived_one() {
+        for (ours, derived) in samples() {
+            let bytes = ours.encode_to_vec();
+            assert_eq!(bytes, derived.encode_to_vec());
+            assert_eq!(ours.encoded_len(), bytes.len());
+            assert_eq!(Sample::decode(bytes.as_slice()).unwrap(), ours);
+            assert_eq!(DerivedSample::decode(bytes.as_slice()).unwrap(), derived);
+        }
+    }
+
+    #[test]
+    fn sample_decodes_unpacked_and_split_fields() {
+        // Field 1 unpacked (wire type 0), then a packed run of field 1, then field 2 unpacked:
+        // all allowed by protobuf, and appended in order.
+        let bytes = [0x08, 0x07, 0x0a, 0x02, 0x81, 0x01, 0x10, 0x05, 0x10, 0x7f];
+        let s = Sample::decode(&bytes[..]).unwrap();
+        assert_eq!(s.location_id, vec![7, 129]);
+        assert_eq!(s.value, vec![5, 127]);
+        // A packed field whose length runs past the end is an error, not a short list.
+        assert!(Sample::decode(&[0x0a, 0x05, 0x01][..]).is_err());
+        // An unknown field is skipped.
+        let s = Sample::decode(&[0x20, 0x01, 0x08, 0x02][..]).unwrap();
+        assert_eq!(s.location_id, vec![2]);
+    }
 }
