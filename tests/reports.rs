@@ -177,6 +177,11 @@ fn top_and_traces_at_every_granularity_match_go_pprof() {
         "-top {multi}" => "top {multi}",
         "-top -addresses {multi}" => "top --addresses {multi}",
         "-traces {multi}" => "traces {multi}",
+        "-traces -lines {cpu}" => "traces --lines {cpu}",
+        "-traces -addresses -focus=burn {multi}" => "traces --addresses --focus burn {multi}",
+        "-traces -files {mem}" => "traces --files {mem}",
+        "-traces -unit=MB {mem}" => "traces --unit MB {mem}",
+        "-tree -unit=us {block}" => "tree --unit us {block}",
     ]);
 }
 
@@ -202,6 +207,10 @@ fn filters_match_go_pprof() {
         "-top -focus=mem_sites {mem}" => "top --focus mem_sites {mem}",
         "-top -lines -focus=mem_sites {mem}" => "top --lines --focus mem_sites {mem}",
         "-top -hide=std:: {block}" => "top --hide std:: {block}",
+        "-top -tagfocus=bytes=1kB:64kB {mem}" => "top --tagfocus bytes=1kB:64kB {mem}",
+        "-top -tagignore=bytes=:2kB {mem}" => "top --tagignore bytes=:2kB {mem}",
+        "-top -tagfocus=4MB: {mem}" => "top --tagfocus 4MB: {mem}",
+        "-traces -tagfocus=1kb:4mb {mem}" => "traces --tagfocus 1kb:4mb {mem}",
     ]);
 }
 

@@ -198,11 +198,13 @@ pub struct FilterArgs {
     /// Cut each stack above its outermost frame matching REGEX; drop stacks without one.
     #[arg(long = "show-from", visible_alias = "show_from", value_name = "REGEX")]
     pub show_from: Option<String>,
-    /// Keep only samples with a label matching KEY=REGEX (or any label value matching REGEX).
-    #[arg(long, value_name = "[KEY=]REGEX")]
+    /// Keep only samples with a matching label: KEY=REGEX,... for a string label (REGEX alone
+    /// matches `key:value` of any label), or a number range of a numeric label
+    /// (`bytes=1kB:64kB`, `bytes=:2kB`, `4MB:`).
+    #[arg(long, value_name = "[KEY=]VALUE")]
     pub tagfocus: Option<String>,
-    /// Drop samples with a label matching KEY=REGEX (or any label value matching REGEX).
-    #[arg(long, value_name = "[KEY=]REGEX")]
+    /// Drop samples with a matching label (the same forms as --tagfocus).
+    #[arg(long, value_name = "[KEY=]VALUE")]
     pub tagignore: Option<String>,
     /// Cut each stack below its innermost frame matching REGEX (callees are dropped; their
     /// time goes to the matching frame).

@@ -42,3 +42,12 @@ pub(crate) fn error(e: &dyn std::error::Error) {
         eprintln!("error: {line}");
     }
 }
+
+/// `note: message`.
+pub(crate) fn note(message: impl std::fmt::Display) {
+    if color() {
+        eprintln!("\x1b[1;36mnote\x1b[0m: {message}");
+    } else {
+        eprintln!("note: {message}");
+    }
+}

@@ -63,8 +63,11 @@ pub fn load_report_input(a: &ReportArgs) -> Result<Profile, CliError> {
             })?;
     }
     if !filters.is_empty() {
-        let (_, matched) =
-            report::filter::apply(&profile, &filters).map_err(|e| report_error(a, e))?;
+        let matched =
+            report::filter::matched(&profile, &filters).map_err(|e| report_error(a, e))?;
+        for note in matched.notes {
+            crate::term::note(note);
+        }
         for name in matched.unmatched {
             crate::term::warning(format!("the {name} expression matched no samples"));
         }

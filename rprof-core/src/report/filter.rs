@@ -107,29 +107,154 @@ impl Filters {
     }
 }
 
-/// A tag filter: a label key (or any) and a regular expression for its string value.
-struct TagMatch {
-    key: Option<String>,
-    value: Regex,
+/// A tag filter, as pprof's `compileTagFilter` reads `[key=]value`: a numeric range of a
+/// numeric label (`bytes=1kB:64kB`, `:4MB`, `16`), else comma-separated regular expressions
+/// matched against a string label's value (with a key) or against `key:value` of any label.
+enum TagMatch {
+    Numeric {
+        key: Option<String>,
+        range: NumRange,
+    },
+    Strings {
+        key: Option<String>,
+        values: Vec<Regex>,
+    },
+}
+
+/// A range of numeric label values in one unit: `lo..=hi` after scaling to `unit`.
+struct NumRange {
+    unit: String,
+    lo: Option<f64>,
+    hi: Option<f64>,
+}
+
+impl NumRange {
+    /// pprof's `parseTagFilterRange`: `32kB`, `:64kB`, `4MB:`, `12kB:64MB`; `None` when the text
+    /// is not a range.
+    fn parse(text: &str) -> Option<NumRange> {
+        let number = |s: &str| -> Option<(i64, String)> {
+            let digits_at = s.find(|c: char| c.is_ascii_digit())?;
+            let sign_ok =
+                digits_at == 0 || (digits_at == 1 && (s.starts_with('+') || s.starts_with('-')));
+            if !sign_ok {
+                return None;
+            }
+            let end_digits = s[digits_at..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(s.len(), |i| digits_at + i);
+            let unit = &s[end_digits..];
+            if !unit.chars().all(|c| c.is_ascii_alphabetic()) {
+                return None;
+            }
+            Some((s[..end_digits].parse().ok()?, unit.to_owned()))
+        };
+        let (lo, hi) = match text.split_once(':') {
+            Some((lo, hi)) => (lo, hi),
+            None => {
+                let (v, unit) = number(text)?;
+                let (scaled, unit) = super::units::scale(v, &unit, &unit);
+                return Some(NumRange {
+                    unit,
+                    lo: Some(scaled),
+                    hi: Some(scaled),
+                });
+            }
+        };
+        let lo = if lo.is_empty() {
+            None
+        } else {
+            Some(number(lo)?)
+        };
+        let hi = if hi.is_empty() {
+            None
+        } else {
+            Some(number(hi)?)
+        };
+        let unit_of = |(v, u): &(i64, String), to: &str| super::units::scale(*v, u, to);
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => {
+                let (lo_v, unit) = unit_of(&lo, &lo.1);
+                let (hi_v, hi_unit) = unit_of(&hi, &unit);
+                (hi_unit == unit).then_some(NumRange {
+                    unit,
+                    lo: Some(lo_v),
+                    hi: Some(hi_v),
+                })
+            }
+            (Some(lo), None) => {
+                let (v, unit) = unit_of(&lo, &lo.1);
+                Some(NumRange {
+                    unit,
+                    lo: Some(v),
+                    hi: None,
+                })
+            }
+            (None, Some(hi)) => {
+                let (v, unit) = unit_of(&hi, &hi.1);
+                Some(NumRange {
+                    unit,
+                    lo: None,
+                    hi: Some(v),
+                })
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn contains(&self, value: i64, unit: &str) -> bool {
+        let (v, u) = super::units::scale(value, unit, &self.unit);
+        u == self.unit && self.lo.is_none_or(|lo| v >= lo) && self.hi.is_none_or(|hi| v <= hi)
+    }
 }
 
 impl TagMatch {
     fn new(name: &str, spec: &Option<String>) -> Result<Option<TagMatch>> {
         let Some(spec) = spec else { return Ok(None) };
         let (key, value) = match spec.split_once('=') {
-            Some((k, v)) if !k.is_empty() => (Some(k.to_owned()), v),
-            _ => (None, spec.as_str()),
+            Some((k, v)) => (Some(k.to_owned()), v),
+            None => (None, spec.as_str()),
         };
-        let value = compile(name, &Some(value.to_owned()))?.expect("compiled a Some");
-        Ok(Some(TagMatch { key, value }))
+        if let Some(range) = NumRange::parse(value) {
+            return Ok(Some(TagMatch::Numeric { key, range }));
+        }
+        let values = value
+            .split(',')
+            .map(|re| compile(name, &Some(re.to_owned())).map(|r| r.expect("compiled a Some")))
+            .collect::<Result<_>>()?;
+        Ok(Some(TagMatch::Strings { key, values }))
     }
 
-    fn matches(&self, profile: &Profile, sample: &Sample) -> bool {
-        sample.label.iter().any(|l| {
-            l.str != 0
-                && self.key.as_deref().is_none_or(|k| profile.str(l.key) == k)
-                && self.value.is_match(profile.str(l.str))
-        })
+    /// pprof's note when a tag filter is read as a number range.
+    fn note(&self, name: &str, spec: &Option<String>) -> Option<String> {
+        let value = spec.as_deref()?;
+        let value = value.split_once('=').map_or(value, |(_, v)| v);
+        matches!(self, TagMatch::Numeric { .. })
+            .then(|| format!("{name}: interpreted '{value}' as a range, not a regular expression"))
+    }
+
+    fn matches(&self, profile: &Profile, units: &HashMap<&str, String>, sample: &Sample) -> bool {
+        match self {
+            TagMatch::Numeric { key, range } => sample.label.iter().any(|l| {
+                let k = profile.str(l.key);
+                l.str == 0
+                    && key.as_deref().is_none_or(|want| want == k)
+                    && range.contains(l.num, units.get(k).map_or("", String::as_str))
+            }),
+            TagMatch::Strings {
+                key: Some(key),
+                values,
+            } => values.iter().any(|re| {
+                sample.label.iter().any(|l| {
+                    l.str != 0 && profile.str(l.key) == key && re.is_match(profile.str(l.str))
+                })
+            }),
+            TagMatch::Strings { key: None, values } => values.iter().all(|re| {
+                sample.label.iter().any(|l| {
+                    l.str != 0
+                        && re.is_match(&format!("{}:{}", profile.str(l.key), profile.str(l.str)))
+                })
+            }),
+        }
     }
 }
 
@@ -138,42 +263,92 @@ impl TagMatch {
 pub struct Matched {
     /// Names of the filters that matched nothing (e.g. `focus`).
     pub unmatched: Vec<&'static str>,
+    /// How a filter was read when that is worth saying (a tag filter taken as a number range).
+    pub notes: Vec<String>,
 }
 
 /// Apply `filters` to `profile`: a new profile with the kept samples, their stacks cut or
 /// thinned as the filters say. Fails on a bad regular expression.
 pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)> {
-    let mut out = profile.clone();
-    let mut matched = Matched::default();
     if filters.is_empty() {
-        return Ok((out, matched));
+        return Ok((profile.clone(), Matched::default()));
     }
-    let focus = compile("focus", &filters.focus)?;
-    let ignore = compile("ignore", &filters.ignore)?;
-    let hide = compile("hide", &filters.hide)?;
-    let show = compile("show", &filters.show)?;
-    let show_from = compile("show-from", &filters.show_from)?;
+    let (out, matched) = run(profile, filters, true)?;
+    Ok((out.expect("built"), matched))
+}
+
+/// What [`apply`] would report as matched, without building the filtered profile: for a
+/// command that warns about filters before a report applies them.
+pub fn matched(profile: &Profile, filters: &Filters) -> Result<Matched> {
+    if filters.is_empty() {
+        return Ok(Matched::default());
+    }
+    Ok(run(profile, filters, false)?.1)
+}
+
+/// Per function id, whether its name or file matches a regular expression (each function is
+/// tested once, however many locations use it).
+fn function_matches(profile: &Profile, re: &Regex) -> HashMap<u64, bool> {
+    profile
+        .function
+        .iter()
+        .map(|f| {
+            let hit = re.is_match(profile.str(f.name)) || re.is_match(profile.str(f.filename));
+            (f.id, hit)
+        })
+        .collect()
+}
+
+/// Per mapping id, whether its file matches.
+fn mapping_matches(profile: &Profile, re: &Regex) -> HashMap<u64, bool> {
+    profile
+        .mapping
+        .iter()
+        .map(|m| (m.id, re.is_match(profile.str(m.filename))))
+        .collect()
+}
+
+/// One name filter, its matches precomputed per function and mapping.
+struct NameMatch {
+    functions: HashMap<u64, bool>,
+    mappings: HashMap<u64, bool>,
+}
+
+impl NameMatch {
+    fn new(profile: &Profile, re: Option<Regex>) -> Option<NameMatch> {
+        re.map(|re| NameMatch {
+            functions: function_matches(profile, &re),
+            mappings: mapping_matches(profile, &re),
+        })
+    }
+
+    fn line(&self, function_id: u64) -> bool {
+        self.functions.get(&function_id).copied().unwrap_or(false)
+    }
+
+    fn mapping(&self, loc: &Location) -> bool {
+        loc.mapping_id != 0 && self.mappings.get(&loc.mapping_id).copied().unwrap_or(false)
+    }
+
+    /// pprof's `matchesName`: a line's function or file, or the location's mapping.
+    fn location(&self, loc: &Location) -> bool {
+        loc.line.iter().any(|l| self.line(l.function_id)) || self.mapping(loc)
+    }
+}
+
+/// The filters' work: location-level decisions first (locations are few), then one pass over
+/// the samples that builds the kept stacks when `build`, or only decides what survives.
+fn run(profile: &Profile, filters: &Filters, build: bool) -> Result<(Option<Profile>, Matched)> {
+    let mut matched = Matched::default();
+    let focus = NameMatch::new(profile, compile("focus", &filters.focus)?);
+    let ignore = NameMatch::new(profile, compile("ignore", &filters.ignore)?);
+    let hide = NameMatch::new(profile, compile("hide", &filters.hide)?);
+    let show = NameMatch::new(profile, compile("show", &filters.show)?);
+    let show_from = NameMatch::new(profile, compile("show-from", &filters.show_from)?);
     let tagfocus = TagMatch::new("tagfocus", &filters.tagfocus)?;
     let tagignore = TagMatch::new("tagignore", &filters.tagignore)?;
     let prune_from = compile("prune-from", &filters.prune_from)?;
-
-    // Whether a line (by its function) or a location's mapping matches.
-    let line_matches = |re: &Regex, function_id: u64| {
-        profile.function_by_id(function_id).is_some_and(|f| {
-            re.is_match(profile.str(f.name)) || re.is_match(profile.str(f.filename))
-        })
-    };
-    let mapping_matches = |re: &Regex, loc: &Location| {
-        loc.mapping_id != 0
-            && profile
-                .mapping
-                .iter()
-                .find(|m| m.id == loc.mapping_id)
-                .is_some_and(|m| re.is_match(profile.str(m.filename)))
-    };
-    let matches_name = |re: &Regex, loc: &Location| {
-        loc.line.iter().any(|l| line_matches(re, l.function_id)) || mapping_matches(re, loc)
-    };
+    let mut locations = profile.location.clone();
 
     // Names: focus, ignore, hide, show (pprof's FilterSamplesByName).
     let (mut fm, mut im, mut hm, mut sm) = (false, false, false, false);
@@ -181,30 +356,30 @@ pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)>
     let mut hidden: HashSet<u64> = HashSet::new();
     let names_set = focus.is_some() || ignore.is_some() || hide.is_some() || show.is_some();
     if names_set {
-        for loc in &mut out.location {
-            if ignore.as_ref().is_some_and(|re| matches_name(re, loc)) {
+        for loc in &mut locations {
+            if ignore.as_ref().is_some_and(|m| m.location(loc)) {
                 im = true;
                 focus_or_ignore.insert(loc.id, false);
-            } else if focus.as_ref().is_none_or(|re| matches_name(re, loc)) {
+            } else if focus.as_ref().is_none_or(|m| m.location(loc)) {
                 fm = true;
                 focus_or_ignore.insert(loc.id, true);
             }
-            if let Some(re) = &hide {
-                if matches_name(re, loc) {
+            if let Some(m) = &hide {
+                if m.location(loc) {
                     hm = true;
-                    if mapping_matches(re, loc) {
+                    if m.mapping(loc) {
                         loc.line.clear();
                     } else {
-                        loc.line.retain(|l| !line_matches(re, l.function_id));
+                        loc.line.retain(|l| !m.line(l.function_id));
                     }
                     if loc.line.is_empty() {
                         hidden.insert(loc.id);
                     }
                 }
             }
-            if let Some(re) = &show {
-                if !mapping_matches(re, loc) {
-                    loc.line.retain(|l| line_matches(re, l.function_id));
+            if let Some(m) = &show {
+                if !m.mapping(loc) {
+                    loc.line.retain(|l| m.line(l.function_id));
                 }
                 if loc.line.is_empty() {
                     hidden.insert(loc.id);
@@ -213,67 +388,86 @@ pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)>
                 }
             }
         }
-        out.sample.retain_mut(|s| {
-            let mut focused = false;
-            for id in &s.location_id {
-                match focus_or_ignore.get(id) {
-                    Some(true) => focused = true,
-                    Some(false) => return false,
-                    None => {}
-                }
-            }
-            if !focused {
-                return false;
-            }
-            if !hidden.is_empty() {
-                s.location_id.retain(|id| !hidden.contains(id));
-            }
-            !s.location_id.is_empty()
-        });
     }
 
-    // show_from: cut each stack above its outermost matching frame.
-    let mut sfm = false;
-    if let Some(re) = &show_from {
-        let mut from: HashSet<u64> = HashSet::new();
-        for loc in &mut out.location {
-            if mapping_matches(re, loc) {
+    // show_from: the locations stacks are cut above.
+    let mut from: HashSet<u64> = HashSet::new();
+    if let Some(m) = &show_from {
+        for loc in &mut locations {
+            if m.mapping(loc) {
                 from.insert(loc.id);
-            } else if let Some(i) = loc
-                .line
-                .iter()
-                .rposition(|l| line_matches(re, l.function_id))
-            {
+            } else if let Some(i) = loc.line.iter().rposition(|l| m.line(l.function_id)) {
                 loc.line.truncate(i + 1);
                 from.insert(loc.id);
             }
         }
-        sfm = !from.is_empty();
-        out.sample.retain_mut(
-            |s| match s.location_id.iter().rposition(|id| from.contains(id)) {
-                Some(i) => {
-                    s.location_id.truncate(i + 1);
-                    true
-                }
-                None => false,
-            },
-        );
     }
+    let sfm = !from.is_empty();
 
-    // Tags.
+    let tags_set = tagfocus.is_some() || tagignore.is_some();
+    if tags_set {
+        for (name, t, spec) in [
+            ("tagfocus", &tagfocus, &filters.tagfocus),
+            ("tagignore", &tagignore, &filters.tagignore),
+        ] {
+            matched
+                .notes
+                .extend(t.as_ref().and_then(|t| t.note(name, spec)));
+        }
+    }
+    let units: HashMap<&str, String> = if tags_set {
+        super::num_label_units(profile).into_iter().collect()
+    } else {
+        HashMap::new()
+    };
+
+    // The samples: names, then show_from, then tags, as pprof's driver runs them.
     let (mut tfm, mut tim) = (false, false);
-    if tagfocus.is_some() || tagignore.is_some() {
-        out.sample.retain(|s| {
-            let focused = tagfocus.as_ref().is_none_or(|t| t.matches(profile, s));
-            let ignored = tagignore.as_ref().is_some_and(|t| t.matches(profile, s));
+    let mut kept = Vec::new();
+    let mut stack: Vec<u64> = Vec::new();
+    'samples: for s in &profile.sample {
+        if names_set {
+            let mut focused = false;
+            for id in &s.location_id {
+                match focus_or_ignore.get(id) {
+                    Some(true) => focused = true,
+                    Some(false) => continue 'samples,
+                    None => {}
+                }
+            }
+            if !focused {
+                continue;
+            }
+        }
+        stack.clear();
+        stack.extend(s.location_id.iter().filter(|id| !hidden.contains(id)));
+        if stack.is_empty() && names_set {
+            continue;
+        }
+        if show_from.is_some() {
+            match stack.iter().rposition(|id| from.contains(id)) {
+                Some(i) => stack.truncate(i + 1),
+                None => continue,
+            }
+        }
+        if tags_set {
+            let focused = tagfocus
+                .as_ref()
+                .is_none_or(|t| t.matches(profile, &units, s));
+            let ignored = tagignore
+                .as_ref()
+                .is_some_and(|t| t.matches(profile, &units, s));
             tfm |= focused;
             tim |= ignored;
-            focused && !ignored
-        });
-    }
-
-    if let Some(re) = &prune_from {
-        prune_beneath(&mut out, re);
+            if !focused || ignored {
+                continue;
+            }
+        }
+        if build {
+            let mut sample = s.clone();
+            sample.location_id.clone_from(&stack);
+            kept.push(sample);
+        }
     }
 
     for (name, set, hit) in [
@@ -289,7 +483,50 @@ pub fn apply(profile: &Profile, filters: &Filters) -> Result<(Profile, Matched)>
             matched.unmatched.push(name);
         }
     }
-    Ok((out, matched))
+    if !build {
+        return Ok((None, matched));
+    }
+    let mut out = Profile {
+        sample: kept,
+        location: locations,
+        ..Profile::default()
+    };
+    // Everything else is the input's (small tables: functions, mappings, strings). The pattern
+    // names every field, so a new one cannot be forgotten here.
+    let Profile {
+        sample: _,
+        location: _,
+        doc_url,
+        sample_type,
+        mapping,
+        function,
+        string_table,
+        drop_frames,
+        keep_frames,
+        time_nanos,
+        duration_nanos,
+        period_type,
+        period,
+        comment,
+        default_sample_type,
+    } = profile;
+    out.sample_type.clone_from(sample_type);
+    out.mapping.clone_from(mapping);
+    out.function.clone_from(function);
+    out.string_table.clone_from(string_table);
+    out.drop_frames = *drop_frames;
+    out.keep_frames = *keep_frames;
+    out.time_nanos = *time_nanos;
+    out.duration_nanos = *duration_nanos;
+    out.period_type.clone_from(period_type);
+    out.period = *period;
+    out.comment.clone_from(comment);
+    out.default_sample_type = *default_sample_type;
+    out.doc_url = *doc_url;
+    if let Some(re) = &prune_from {
+        prune_beneath(&mut out, re);
+    }
+    Ok((Some(out), matched))
 }
 
 /// pprof's `PruneFrom`: in each location, drop the frames inlined below the first frame whose
@@ -391,8 +628,11 @@ mod tests {
         p.sample.iter().map(|s| s.value[0]).sum()
     }
 
+    /// Apply `f`; [`matched`] (no profile built) must say what `apply` says.
     fn run(f: Filters) -> (Profile, Matched) {
-        apply(&profile(), &f).unwrap()
+        let (p, m) = apply(&profile(), &f).unwrap();
+        assert_eq!(matched(&profile(), &f).unwrap(), m, "{f:?}");
+        (p, m)
     }
 
     /// Function names of a sample's stack, leaf first, inlined frames expanded.
@@ -510,5 +750,26 @@ mod tests {
             Vec::<String>::new(),
             "no filter, no header lines"
         );
+    }
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::NumRange;
+
+    #[test]
+    fn number_ranges_read_as_pprof_reads_them() {
+        let r = NumRange::parse("1kB:64kB").unwrap();
+        assert!(r.contains(1024, "bytes") && r.contains(65536, "bytes"));
+        assert!(!r.contains(1023, "bytes") && !r.contains(65537, "bytes"));
+        let r = NumRange::parse(":2kB").unwrap();
+        assert!(r.contains(2048, "bytes") && !r.contains(2049, "bytes"));
+        let r = NumRange::parse("16").unwrap();
+        assert!(r.contains(16, "") && !r.contains(17, ""));
+        assert!(NumRange::parse("4MB:").unwrap().contains(5 << 20, "bytes"));
+        assert!(NumRange::parse("1kB:1s").is_none(), "units of two kinds");
+        for not_range in ["alpha", "a1", "1kB:2kB:3kB", "1.5kB", ":"] {
+            assert!(NumRange::parse(not_range).is_none(), "{not_range}");
+        }
     }
 }

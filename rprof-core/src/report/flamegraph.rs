@@ -26,7 +26,7 @@ pub fn flamegraph(
 ) -> Result<()> {
     let mut keep = None;
     let profile = super::drawn(profile, opts, &mut keep)?;
-    let prepared = Prepared::new(profile);
+    let prepared = Prepared::with_granularity(profile, opts.granularity);
     let sel = Selected::new(profile, &prepared, opts)?;
     let lines = folded_stacks(&prepared, sel.index);
     if lines.is_empty() {

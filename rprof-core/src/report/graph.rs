@@ -463,6 +463,12 @@ fn merge_locations<'p>(profile: &'p Profile) -> HashMap<u64, (u64, u64)> {
     merged
 }
 
+/// The samples of `profile` merged as pprof merges a profile it loads (see [`Prepared::new`]),
+/// for what needs values but no nodes.
+pub(crate) fn merged_samples(profile: &Profile) -> Vec<MergedSample<'_>> {
+    merge_samples(profile, &merge_locations(profile))
+}
+
 /// A label as merging compares it: key, string value, number, number unit.
 type LabelKey<'p> = (&'p str, &'p str, i64, &'p str);
 /// What makes two samples one: their locations and labels.

@@ -88,14 +88,14 @@ fn unfiltered_total(profile: &Profile, opts: &ReportOptions, sel: &Selected<'_>)
     if opts.filters.is_empty() {
         return sel.total;
     }
-    compute_total(profile, &Prepared::new(profile), sel.index)
+    compute_total(profile, &graph::merged_samples(profile), sel.index)
 }
 
 /// pprof's `computeTotal`: the sum of the absolute values; with a `diff_base`, the sum over the
 /// base's samples only, so percentages are relative to the base.
-fn compute_total(profile: &Profile, prepared: &Prepared<'_>, index: usize) -> i64 {
+fn compute_total(profile: &Profile, samples: &[graph::MergedSample<'_>], index: usize) -> i64 {
     let (mut total, mut base_total) = (0i64, 0i64);
-    for s in &prepared.samples {
+    for s in samples {
         let v = s.values.get(index).copied().unwrap_or(0).abs();
         total += v;
         if base::is_base_sample(profile, s.labels) {
@@ -169,7 +169,7 @@ impl<'p> Selected<'p> {
             None => profile.default_sample_index(),
         };
         let vt = &profile.sample_type[index];
-        let total = compute_total(profile, prepared, index);
+        let total = compute_total(profile, &prepared.samples, index);
         Ok(Selected {
             index,
             type_name: profile.str(vt.r#type),
@@ -763,10 +763,11 @@ pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
     let original = profile;
     let mut keep = None;
     let profile = drawn(original, opts, &mut keep)?;
-    let prepared = Prepared::new(profile);
+    let prepared = Prepared::with_granularity(profile, opts.granularity);
     let mut sel = Selected::new(profile, &prepared, opts)?;
     sel.total = unfiltered_total(original, opts, &sel);
-    let format = |v: i64| scaled_label(v, sel.unit, "minimum");
+    let output_unit = opts.unit.as_deref().unwrap_or("minimum");
+    let format = |v: i64| scaled_label(v, sel.unit, output_unit);
     let num_units = num_label_units(profile);
 
     let mut out = String::new();
@@ -830,7 +831,7 @@ pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
 
 /// pprof's `NumLabelUnits`: each numeric label key's unit is the first unit given for it
 /// anywhere in the profile, else `bytes` for `alignment` and `request`, else the key itself.
-fn num_label_units(profile: &Profile) -> BTreeMap<&str, String> {
+pub(crate) fn num_label_units(profile: &Profile) -> BTreeMap<&str, String> {
     let mut units: BTreeMap<&str, String> = BTreeMap::new();
     for s in &profile.sample {
         for l in &s.label {
