@@ -68,8 +68,9 @@ pub struct ValueType {
 /// One measured stack.
 ///
 /// Its protobuf encoding is written by hand rather than derived (see the `Message` impl below):
-/// the same wire format, but decoding sizes the packed `location_id` and `value` lists before
-/// filling them, as a profile has a million samples of 20-60 frames each.
+/// the same wire format, but the packed `location_id` and `value` lists are sized before they
+/// are filled and decoded in a tight loop, as a profile can have a million samples of 20-60
+/// frames each.
 #[derive(Clone, Default, PartialEq)]
 pub struct Sample {
     /// Location ids, leaf first (field 1, packed `uint64`).
@@ -90,22 +91,53 @@ impl std::fmt::Debug for Sample {
     }
 }
 
-/// How many varints a packed field of `buf`'s next bytes holds, when its length prefix and
-/// body are in `buf`'s current chunk (always so for a slice): every varint ends with the one
-/// byte whose high bit is clear. `None` when the field cannot be sized without consuming it.
-fn packed_varint_count(buf: &impl prost::bytes::Buf) -> Option<usize> {
-    let chunk = buf.chunk();
-    let mut len = 0usize;
-    let mut shift = 0;
-    for (i, &b) in chunk.iter().enumerate().take(10) {
-        len |= usize::from(b & 0x7f).checked_shl(shift)?;
-        shift += 7;
+/// The varint at the start of `bytes` and its length in bytes; `None` when `bytes` ends inside
+/// it or it overflows 64 bits.
+fn varint_at(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        if i == 9 && b > 1 {
+            return None;
+        }
+        value |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
-            let body = chunk.get(i + 1..i + 1 + len)?;
-            return Some(body.iter().filter(|&&b| b & 0x80 == 0).count());
+            return Some((value, i + 1));
         }
     }
     None
+}
+
+/// Decode the packed varint field at the front of `buf` (length prefix, then the varints)
+/// into `out`, sized first, in one tight loop over the bytes, and consume it. Returns `false`,
+/// with nothing consumed or added, when the field is not wholly in `buf`'s current chunk
+/// (always so for a slice) or is malformed: prost's general path then decodes it or reports
+/// the error.
+fn merge_packed<T>(buf: &mut impl prost::bytes::Buf, out: &mut Vec<T>, from: fn(u64) -> T) -> bool {
+    let chunk = buf.chunk();
+    let Some((len, prefix)) = varint_at(chunk) else {
+        return false;
+    };
+    let Some(body) = usize::try_from(len)
+        .ok()
+        .and_then(|len| chunk.get(prefix..prefix.checked_add(len)?))
+    else {
+        return false;
+    };
+    let start = out.len();
+    // Every varint ends with the one byte whose high bit is clear.
+    out.reserve_exact(body.iter().filter(|&&b| b & 0x80 == 0).count());
+    let mut rest = body;
+    while !rest.is_empty() {
+        let Some((value, n)) = varint_at(rest) else {
+            out.truncate(start);
+            return false;
+        };
+        out.push(from(value));
+        rest = &rest[n..];
+    }
+    let consumed = prefix + body.len();
+    buf.advance(consumed);
+    true
 }
 
 impl prost::Message for Sample {
@@ -125,26 +157,18 @@ impl prost::Message for Sample {
         use prost::encoding::{int64, message, skip_field, uint64, WireType};
         let packed = wire_type == WireType::LengthDelimited;
         match tag {
-            1 => {
-                if let Some(n) = packed.then(|| packed_varint_count(buf)).flatten() {
-                    self.location_id.reserve_exact(n);
-                }
-                uint64::merge_repeated(wire_type, &mut self.location_id, buf, ctx).map_err(
-                    |mut e| {
-                        e.push("Sample", "location_id");
-                        e
-                    },
-                )
-            }
-            2 => {
-                if let Some(n) = packed.then(|| packed_varint_count(buf)).flatten() {
-                    self.value.reserve_exact(n);
-                }
-                int64::merge_repeated(wire_type, &mut self.value, buf, ctx).map_err(|mut e| {
-                    e.push("Sample", "value");
+            1 if packed && merge_packed(buf, &mut self.location_id, |v| v) => Ok(()),
+            2 if packed && merge_packed(buf, &mut self.value, |v| v as i64) => Ok(()),
+            1 => uint64::merge_repeated(wire_type, &mut self.location_id, buf, ctx).map_err(
+                |mut e| {
+                    e.push("Sample", "location_id");
                     e
-                })
-            }
+                },
+            ),
+            2 => int64::merge_repeated(wire_type, &mut self.value, buf, ctx).map_err(|mut e| {
+                e.push("Sample", "value");
+                e
+            }),
             3 => message::merge_repeated(wire_type, &mut self.label, buf, ctx).map_err(|mut e| {
                 e.push("Sample", "label");
                 e
@@ -344,6 +368,17 @@ mod tests {
         assert_eq!(s.value, vec![5, 127]);
         // A packed field whose length runs past the end is an error, not a short list.
         assert!(Sample::decode(&[0x0a, 0x05, 0x01][..]).is_err());
+        // A varint longer than 64 bits inside a packed field is an error.
+        let mut overlong = vec![0x0a, 0x0b];
+        overlong.extend([0xff; 10]);
+        overlong.push(0x01);
+        assert!(Sample::decode(overlong.as_slice()).is_err());
+        // A field split across chunks (a chained buffer) takes prost's general path.
+        use prost::bytes::Buf;
+        let (a, b) = bytes.split_at(4);
+        let s = Sample::decode(a.chain(b)).unwrap();
+        assert_eq!(s.location_id, vec![7, 129]);
+        assert_eq!(s.value, vec![5, 127]);
         // An unknown field is skipped.
         let s = Sample::decode(&[0x20, 0x01, 0x08, 0x02][..]).unwrap();
         assert_eq!(s.location_id, vec![2]);
