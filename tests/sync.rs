@@ -209,3 +209,65 @@ fn condvar_wait_loop_counts_every_wait() {
         "condvar waits",
     );
 }
+
+/// `--threadcreateprofile`: three call sites create 1, 4 and 16 threads; the profile holds
+/// exactly those counts on those sites (the standard library's spawning frames left off the
+/// leaf end), libtest's own thread for the test besides, and `go tool pprof` reads it the same.
+#[test]
+fn thread_creation_sites_counted_exactly() {
+    let fixture = Fixture::copy("sync_waits");
+    run(fixture.rprof(&[
+        "test",
+        "--threadcreateprofile",
+        "threads.prof",
+        "--",
+        "thread_sites",
+        "--exact",
+        "tests::thread_sites",
+    ]))
+    .expect_code(0);
+    let file = fixture.path("threads.prof");
+    let p = read_profile(&file);
+    let types: Vec<_> = p
+        .sample_type
+        .iter()
+        .map(|vt| p.value_type_name(vt))
+        .collect();
+    assert_eq!(types, [("threadcreate".to_owned(), "count".to_owned())]);
+    let values = function_values(&p, "threadcreate");
+    for (site, want) in [
+        ("sync_waits::spawn_one", 1),
+        ("sync_waits::spawn_four", 4),
+        ("sync_waits::spawn_sixteen", 16),
+    ] {
+        assert_eq!(cum_of(&values, site), want, "{site}: {values:?}");
+    }
+    assert_eq!(cum_of(&values, "sync_waits::tests::thread_sites"), 21);
+    // The test's own thread, started by libtest.
+    let total: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+    assert_eq!(total, 22, "{values:?}");
+    // No standard-library frame is a leaf: the sites are.
+    for (name, (flat, _)) in &values {
+        if *flat != 0 {
+            assert!(!name.starts_with("std::"), "{name} is a leaf: {values:?}");
+        }
+    }
+    let Some(go) = go_tool() else { return };
+    let theirs = run({
+        let mut cmd = Command::new(go);
+        cmd.args(["tool", "pprof", "-top"]).arg(&file);
+        cmd
+    });
+    theirs.expect_code(0);
+    let ours = run({
+        let mut cmd = Command::new(cargo_rprof());
+        cmd.args(["rprof", "top"]).arg(&file);
+        cmd
+    });
+    assert_eq!(ours.stdout, theirs.stdout);
+    assert!(
+        theirs.stdout.contains("Type: threadcreate"),
+        "{}",
+        theirs.stdout
+    );
+}

@@ -27,7 +27,8 @@
 //! and swapping which goes first every round, after one warm-up run of each that also fills the
 //! page cache. Printed per operation: median wall time of each, the ratio go/ours (the issue
 //! asks for at least 2), median CPU time (user + sys of the process and its children: `go tool`
-//! runs pprof as a child), and whether the two outputs agree. For `top` and `--focus` the first
+//! runs pprof as a child) and its ratio (steadier than wall time on a shared machine), and
+//! whether the two outputs agree. For `top` and `--focus` the first
 //! 10 rows must be the same in both tools, or the bench fails: a speed comparison of different
 //! results is meaningless. Operations whose subcommand the CLI does not have yet (per
 //! `cargo-rprof rprof --help`) are listed as not run, with the reason.
@@ -775,8 +776,8 @@ fn run() -> Result<(), String> {
 
     println!();
     println!(
-        "  {:<6} {:>10} {:>10} {:>8}   {:>10} {:>10}   outputs",
-        "op", "ours wall", "go wall", "go/ours", "ours cpu", "go cpu"
+        "  {:<6} {:>10} {:>10} {:>8}   {:>10} {:>10} {:>8}   outputs",
+        "op", "ours wall", "go wall", "go/ours", "ours cpu", "go cpu", "go/ours"
     );
     let med = |v: &[f64]| {
         if v.is_empty() {
@@ -787,14 +788,16 @@ fn run() -> Result<(), String> {
     };
     for ((op, t), verdict) in ops.iter().zip(&timings).zip(&agreement) {
         let (ow, gw) = (med(&t.ours_wall), med(&t.go_wall));
+        let (oc, gc) = (med(&t.ours_cpu), med(&t.go_cpu));
         println!(
-            "  {:<6} {:>8.3} s {:>8.3} s {:>7.2}x   {:>8.3} s {:>8.3} s   {verdict}",
+            "  {:<6} {:>8.3} s {:>8.3} s {:>7.2}x   {:>8.3} s {:>8.3} s {:>7.2}x   {verdict}",
             op.name,
             ow,
             gw,
             gw / ow,
-            med(&t.ours_cpu),
-            med(&t.go_cpu)
+            oc,
+            gc,
+            gc / oc
         );
     }
     for line in &not_run {

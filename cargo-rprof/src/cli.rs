@@ -43,7 +43,7 @@ pub enum Command {
     /// Print every distinct stack with its value, like `go tool pprof -traces`.
     Traces(ReportArgs),
     /// Print each function with its callers and callees, like `go tool pprof -tree`.
-    Tree(TreeArgs),
+    Tree(TopArgs),
     /// Print the callers and callees of the functions matching REGEX, like
     /// `go tool pprof -peek`.
     Peek(PeekArgs),
@@ -106,6 +106,10 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub mutexprofilefraction: u64,
+    /// Write a thread-creation profile to FILE: the stacks that created threads, one count per
+    /// thread (Go's `threadcreate` profile).
+    #[arg(long, value_name = "FILE")]
+    pub threadcreateprofile: Option<PathBuf>,
     /// Write profile files into DIR instead of the current directory.
     #[arg(long, value_name = "DIR")]
     pub outputdir: Option<PathBuf>,
@@ -240,20 +244,7 @@ pub struct TopArgs {
     /// Sort by cumulative value (the function and everything it calls) instead of flat.
     #[arg(long)]
     pub cum: bool,
-    /// Show at most N functions.
-    #[arg(short = 'n', long = "nodecount", value_name = "N")]
-    pub nodecount: Option<usize>,
-}
-
-/// `cargo rprof tree`.
-#[derive(Debug, Clone, Args)]
-pub struct TreeArgs {
-    #[command(flatten)]
-    pub report: ReportArgs,
-    /// Sort by cumulative value instead of flat.
-    #[arg(long)]
-    pub cum: bool,
-    /// Show at most N functions (default 80).
+    /// Show at most N functions (default: all for `top` and `diff`, 80 for `tree`).
     #[arg(short = 'n', long = "nodecount", value_name = "N")]
     pub nodecount: Option<usize>,
 }
@@ -301,6 +292,7 @@ const OWN_VALUE_FLAGS: &[&str] = &[
     "--blockprofilerate",
     "--mutexprofile",
     "--mutexprofilefraction",
+    "--threadcreateprofile",
     "--outputdir",
 ];
 
@@ -374,6 +366,7 @@ pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> 
         (ProfileKind::Mem, &p.memprofile, p.memprofilerate),
         (ProfileKind::Block, &p.blockprofile, p.blockprofilerate),
         (ProfileKind::Mutex, &p.mutexprofile, p.mutexprofilefraction),
+        (ProfileKind::ThreadCreate, &p.threadcreateprofile, 1),
     ];
     let requests: Vec<Request> = wanted
         .into_iter()
@@ -387,7 +380,7 @@ pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> 
         .collect();
     if requests.is_empty() {
         return Err(CliError::Usage(format!(
-            "no profile requested: add --cpuprofile, --memprofile, --blockprofile or --mutexprofile FILE (see `cargo rprof {subcommand} --help`)"
+            "no profile requested: add --cpuprofile, --memprofile, --blockprofile, --mutexprofile or --threadcreateprofile FILE (see `cargo rprof {subcommand} --help`)"
         )));
     }
     for (i, a) in requests.iter().enumerate() {

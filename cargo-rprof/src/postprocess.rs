@@ -64,7 +64,8 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
                 check_allocator(run, &symbolized.profile);
                 edit::trim_leaf_frames(&symbolized.profile, edit::is_allocator_frame)
             }
-            ProfileKind::Block | ProfileKind::Mutex => {
+            // std's and libc's thread machinery goes too: `top` then shows who spawned.
+            ProfileKind::Block | ProfileKind::Mutex | ProfileKind::ThreadCreate => {
                 edit::trim_leaf_frames(&symbolized.profile, edit::is_sync_frame)
             }
         };
@@ -188,6 +189,7 @@ fn print_report(profile: &Profile, request: &Request, binaries: usize, session: 
                 ProfileKind::Mem => "mem",
                 ProfileKind::Block => "block",
                 ProfileKind::Mutex => "mutex",
+                ProfileKind::ThreadCreate => "threadcreate",
             }
         ),
     );
@@ -197,6 +199,7 @@ fn print_report(profile: &Profile, request: &Request, binaries: usize, session: 
             ProfileKind::Mem => "no allocation was seen: the memory profile is empty (a #[global_allocator] that bypasses malloc needs rprof_harness::ProfiledAlloc; or try --memprofilerate 1)".to_owned(),
             ProfileKind::Block => "the block profile is empty: no thread waited on a lock, condition variable, channel, park or join".to_owned(),
             ProfileKind::Mutex => "the mutex profile is empty: no lock release woke a waiting thread".to_owned(),
+            ProfileKind::ThreadCreate => "the thread-creation profile is empty: no thread was created".to_owned(),
         });
     }
 }

@@ -35,15 +35,18 @@ pub enum ProfileKind {
     Block,
     /// Delay caused by contended lock releases.
     Mutex,
+    /// Stacks that created threads.
+    ThreadCreate,
 }
 
 impl ProfileKind {
     /// Every kind.
-    pub const ALL: [ProfileKind; 4] = [
+    pub const ALL: [ProfileKind; 5] = [
         ProfileKind::Cpu,
         ProfileKind::Mem,
         ProfileKind::Block,
         ProfileKind::Mutex,
+        ProfileKind::ThreadCreate,
     ];
 
     /// Short name, used in file names and messages.
@@ -53,6 +56,7 @@ impl ProfileKind {
             ProfileKind::Mem => "memory",
             ProfileKind::Block => "block",
             ProfileKind::Mutex => "mutex",
+            ProfileKind::ThreadCreate => "threadcreate",
         }
     }
 
@@ -63,6 +67,7 @@ impl ProfileKind {
             ProfileKind::Mem => "RPROF_WANT_MEM",
             ProfileKind::Block => "RPROF_WANT_BLOCK",
             ProfileKind::Mutex => "RPROF_WANT_MUTEX",
+            ProfileKind::ThreadCreate => "RPROF_WANT_THREADCREATE",
         }
     }
 
@@ -73,16 +78,18 @@ impl ProfileKind {
             ProfileKind::Mem => "RPROF_MEMPROFILE",
             ProfileKind::Block => "RPROF_BLOCKPROFILE",
             ProfileKind::Mutex => "RPROF_MUTEXPROFILE",
+            ProfileKind::ThreadCreate => "RPROF_THREADCREATEPROFILE",
         }
     }
 
-    /// The variable the preload reads for this kind's rate.
-    pub fn rate_env(self) -> &'static str {
+    /// The variable the preload reads for this kind's rate (`None`: every event is counted).
+    pub fn rate_env(self) -> Option<&'static str> {
         match self {
-            ProfileKind::Cpu => "RPROF_CPUPROFILERATE",
-            ProfileKind::Mem => "RPROF_MEMPROFILERATE",
-            ProfileKind::Block => "RPROF_BLOCKPROFILERATE",
-            ProfileKind::Mutex => "RPROF_MUTEXPROFILEFRACTION",
+            ProfileKind::Cpu => Some("RPROF_CPUPROFILERATE"),
+            ProfileKind::Mem => Some("RPROF_MEMPROFILERATE"),
+            ProfileKind::Block => Some("RPROF_BLOCKPROFILERATE"),
+            ProfileKind::Mutex => Some("RPROF_MUTEXPROFILEFRACTION"),
+            ProfileKind::ThreadCreate => None,
         }
     }
 
@@ -93,6 +100,7 @@ impl ProfileKind {
             ProfileKind::Mem => "--memprofile",
             ProfileKind::Block => "--blockprofile",
             ProfileKind::Mutex => "--mutexprofile",
+            ProfileKind::ThreadCreate => "--threadcreateprofile",
         }
     }
 }
@@ -211,8 +219,10 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
         .env(SESSION_ENV, &session)
         .env(PRELOAD_ENV, &preload);
     for r in &run.requests {
-        cmd.env(r.kind.enabled_env(), "1")
-            .env(r.kind.rate_env(), r.rate.to_string());
+        cmd.env(r.kind.enabled_env(), "1");
+        if let Some(rate) = r.kind.rate_env() {
+            cmd.env(rate, r.rate.to_string());
+        }
     }
     let status = cmd
         .status()

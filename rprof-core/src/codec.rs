@@ -4,7 +4,7 @@
 //! against pprof's invariants, so a file that merely happens to parse as protobuf (a text file,
 //! some other message) is refused with a reason instead of producing an empty report.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -96,27 +96,28 @@ pub fn validate(p: &Profile) -> Result<()> {
             return invalid(format!("string index {i} out of range"));
         }
     }
-    let mappings = IdSet::new(p.mapping.iter().map(|m| m.id));
+    let mut mappings = HashSet::new();
     for m in &p.mapping {
-        if m.id == 0 || mappings.is_repeated(m.id) {
+        if m.id == 0 || !mappings.insert(m.id) {
             return invalid(format!("mapping id {} is zero or repeated", m.id));
         }
         if !str_ok(m.filename) || !str_ok(m.build_id) {
             return invalid(format!("mapping {} names a string out of range", m.id));
         }
     }
-    let functions = IdSet::new(p.function.iter().map(|f| f.id));
+    let mut functions = HashSet::new();
     for f in &p.function {
-        if f.id == 0 || functions.is_repeated(f.id) {
+        if f.id == 0 || !functions.insert(f.id) {
             return invalid(format!("function id {} is zero or repeated", f.id));
         }
         if !str_ok(f.name) || !str_ok(f.system_name) || !str_ok(f.filename) {
             return invalid(format!("function {} names a string out of range", f.id));
         }
     }
-    let locations = IdSet::new(p.location.iter().map(|l| l.id));
+    let max_location = p.location.iter().map(|l| l.id).max().unwrap_or(0);
+    let mut locations = IdSet::new(max_location, p.location.len());
     for l in &p.location {
-        if l.id == 0 || locations.is_repeated(l.id) {
+        if l.id == 0 || !locations.insert(l.id) {
             return invalid(format!("location id {} is zero or repeated", l.id));
         }
         if l.mapping_id != 0 && !mappings.contains(&l.mapping_id) {
@@ -151,57 +152,43 @@ pub fn validate(p: &Profile) -> Result<()> {
     Ok(())
 }
 
-/// The ids of one table (mappings, functions or locations), for checking that ids are unique
-/// and that references resolve. Writers number ids `1..=n`, so a table of counts indexed by id
-/// serves: a sample's 20-60 location ids are checked by indexing rather than hashing, which
-/// matters for profiles of a million samples. Sparse ids (allowed by the format) use a hash
-/// map.
+/// A set of ids, checked once per stack frame while validating (tens of millions of times for a
+/// large profile): a bit per id when the ids are dense, as writers number them, a hash set
+/// otherwise.
 enum IdSet {
-    /// How often each id occurs, indexed by id.
-    Dense(Vec<u32>),
-    /// How often each id occurs.
-    Sparse(HashMap<u64, u32>),
+    Dense(Vec<bool>),
+    Sparse(HashSet<u64>),
 }
 
 impl IdSet {
-    fn new(ids: impl Iterator<Item = u64> + Clone) -> IdSet {
-        let (count, max) = ids
-            .clone()
-            .fold((0u64, 0u64), |(n, m), id| (n + 1, m.max(id)));
-        if max <= count.saturating_mul(2).saturating_add(1024) {
-            let mut seen = vec![0u32; max as usize + 1];
-            for id in ids {
-                seen[id as usize] = seen[id as usize].saturating_add(1);
-            }
-            IdSet::Dense(seen)
+    /// Ids up to this many per stored id are kept as flags.
+    const DENSE_FACTOR: u64 = 16;
+
+    /// A set for `count` ids of which `max` is the largest.
+    fn new(max: u64, count: usize) -> IdSet {
+        if max <= Self::DENSE_FACTOR * count as u64 + 1024 {
+            IdSet::Dense(vec![false; max as usize + 1])
         } else {
-            let mut seen = HashMap::new();
-            for id in ids {
-                *seen.entry(id).or_insert(0u32) += 1;
-            }
-            IdSet::Sparse(seen)
+            IdSet::Sparse(HashSet::new())
         }
     }
 
-    fn count(&self, id: u64) -> u32 {
+    /// Add `id`; false when it was there.
+    fn insert(&mut self, id: u64) -> bool {
         match self {
-            IdSet::Dense(seen) => usize::try_from(id)
-                .ok()
-                .and_then(|i| seen.get(i))
-                .copied()
-                .unwrap_or(0),
-            IdSet::Sparse(seen) => seen.get(&id).copied().unwrap_or(0),
+            IdSet::Dense(bits) => {
+                let slot = &mut bits[id as usize];
+                !std::mem::replace(slot, true)
+            }
+            IdSet::Sparse(set) => set.insert(id),
         }
     }
 
-    /// Whether `id` names an entry of the table (0 never does).
     fn contains(&self, id: &u64) -> bool {
-        *id != 0 && self.count(*id) > 0
-    }
-
-    /// Whether more than one entry has `id`.
-    fn is_repeated(&self, id: u64) -> bool {
-        self.count(id) > 1
+        match self {
+            IdSet::Dense(bits) => bits.get(*id as usize).copied().unwrap_or(false),
+            IdSet::Sparse(set) => set.contains(id),
+        }
     }
 }
 
@@ -247,6 +234,30 @@ mod tests {
     }
 
     #[test]
+    fn location_ids_dense_or_sparse_are_checked() {
+        for shift in [0, 40] {
+            let mut p = sample_profile();
+            for l in &mut p.location {
+                l.id += 1 << shift;
+            }
+            for s in &mut p.sample {
+                for id in &mut s.location_id {
+                    *id += 1 << shift;
+                }
+            }
+            validate(&p).unwrap();
+            p.sample[0].location_id.push(7 << 20);
+            let e = validate(&p).unwrap_err().to_string();
+            assert!(e.contains("missing location"), "{e}");
+            let mut p = sample_profile();
+            let again = p.location[0].clone();
+            p.location.push(again);
+            let e = validate(&p).unwrap_err().to_string();
+            assert!(e.contains("repeated"), "{e}");
+        }
+    }
+
+    #[test]
     fn sparse_and_repeated_ids() {
         // Ids far apart (allowed by the format) are checked as dense ones are.
         let mut p = sample_profile();
@@ -260,10 +271,7 @@ mod tests {
             let mut q = p.clone();
             q.sample[0].location_id.push(missing);
             let err = decode(&encode(&q)).unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("missing location {missing}")),
-                "{err}"
-            );
+            assert!(err.contains(&format!("missing location {missing}")), "{err}");
         }
         // A repeated id, dense or sparse.
         for id in [1, 1 << 40] {
@@ -272,10 +280,7 @@ mod tests {
             q.sample[0].location_id = vec![id];
             q.location.push(q.location[0].clone());
             let err = decode(&encode(&q)).unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("location id {id} is zero or repeated")),
-                "{err}"
-            );
+            assert!(err.contains(&format!("location id {id} is zero or repeated")), "{err}");
         }
     }
 }

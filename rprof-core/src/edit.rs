@@ -5,20 +5,25 @@ use crate::proto::Profile;
 
 /// A copy of `profile` whose stacks no longer start with frames `plumbing` matches: leading
 /// locations all of whose lines name such functions are dropped (e.g. the allocator's own
-/// frames at the leaf of a heap profile, as Go leaves out `runtime.mallocgc`). A stack made only
-/// of such frames keeps its last one, so no value is lost.
+/// frames at the leaf of a heap profile, as Go leaves out `runtime.mallocgc`), and so are such
+/// lines inlined at the leaf end of the first location that has other lines too (std's
+/// `Builder::spawn` inlined into the caller that spawns). A stack made only of such frames keeps
+/// its last one, so no value is lost.
 pub fn trim_leaf_frames(profile: &Profile, plumbing: impl Fn(&str) -> bool) -> Profile {
+    let line_is_plumbing = |ln: &crate::proto::Line| {
+        profile
+            .function_by_id(ln.function_id)
+            .is_some_and(|f| plumbing(profile.str(f.name)))
+    };
     let is_plumbing = |id: &u64| {
-        profile.location_by_id(*id).is_some_and(|l| {
-            !l.line.is_empty()
-                && l.line.iter().all(|ln| {
-                    profile
-                        .function_by_id(ln.function_id)
-                        .is_some_and(|f| plumbing(profile.str(f.name)))
-                })
-        })
+        profile
+            .location_by_id(*id)
+            .is_some_and(|l| !l.line.is_empty() && l.line.iter().all(line_is_plumbing))
     };
     let mut trimmed = profile.clone();
+    // Leaf locations with their plumbing lines cut off, by original id: (new id, its copy).
+    let mut next_id = profile.location.iter().map(|l| l.id).max().unwrap_or(0);
+    let mut cut: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     for s in &mut trimmed.sample {
         let n = s
             .location_id
@@ -27,6 +32,28 @@ pub fn trim_leaf_frames(profile: &Profile, plumbing: impl Fn(&str) -> bool) -> P
             .count();
         let n = n.min(s.location_id.len().saturating_sub(1));
         s.location_id.drain(..n);
+        let Some(leaf) = s.location_id.first_mut() else {
+            continue;
+        };
+        let Some(loc) = profile.location_by_id(*leaf) else {
+            continue;
+        };
+        let inlined = loc
+            .line
+            .iter()
+            .take_while(|ln| line_is_plumbing(ln))
+            .count();
+        if inlined == 0 || inlined == loc.line.len() {
+            continue;
+        }
+        *leaf = *cut.entry(loc.id).or_insert_with(|| {
+            next_id += 1;
+            let mut copy = loc.clone();
+            copy.id = next_id;
+            copy.line.drain(..inlined);
+            trimmed.location.push(copy);
+            next_id
+        });
     }
     // Re-intern, so locations no sample uses any more are gone and equal stacks are folded.
     let mut b = ProfileBuilder::like(&trimmed);
@@ -135,6 +162,43 @@ mod tests {
         let d = subtract(&build(5), &build(0)).unwrap();
         assert_eq!(d.sample.len(), 1);
         assert_eq!(d.total(0), 5);
+    }
+
+    #[test]
+    fn plumbing_inlined_into_the_leaf_location_goes_too() {
+        let mut b = ProfileBuilder::new(&[("threadcreate", "count")], ("threadcreate", "count"), 1);
+        let spawn = b.function("std::thread::spawn", "x", "", 0);
+        let user = b.function("app::start_pool", "y", "f.rs", 1);
+        let main = b.function("app::main", "z", "f.rs", 9);
+        // std's spawn inlined into start_pool: one location, leaf line first.
+        let mixed = b.location(0, 0x10, &[(spawn, 0), (user, 3)]);
+        let m = b.location(0, 0x20, &[(main, 10)]);
+        b.add_sample(&[mixed, m], &[4]);
+        // The same location further up another stack keeps its lines.
+        let leaf = b.location(0, 0x30, &[(main, 11)]);
+        b.add_sample(&[leaf, mixed, m], &[1]);
+        let p = b.build();
+        let t = trim_leaf_frames(&p, |name| name.starts_with("std::"));
+        crate::codec::validate(&t).unwrap();
+        let names = |s: usize| -> Vec<&str> {
+            t.sample[s]
+                .location_id
+                .iter()
+                .flat_map(|&id| &t.location_by_id(id).unwrap().line)
+                .map(|l| t.str(t.function_by_id(l.function_id).unwrap().name))
+                .collect()
+        };
+        assert_eq!(names(0), ["app::start_pool", "app::main"]);
+        assert_eq!(
+            names(1),
+            [
+                "app::main",
+                "std::thread::spawn",
+                "app::start_pool",
+                "app::main"
+            ]
+        );
+        assert_eq!(t.total(0), 5);
     }
 
     #[test]

@@ -11,21 +11,13 @@ pub fn merge(profiles: &[Profile]) -> Result<Profile> {
     let first = profiles
         .first()
         .ok_or_else(|| Error::Merge("no profiles to merge".into()))?;
-    let types: Vec<(String, String)> = first
-        .sample_type
-        .iter()
-        .map(|vt| first.value_type_name(vt))
-        .collect();
+    let types = sample_types(first);
     let mut b = ProfileBuilder::like(first);
     let mut period = 0;
     let mut start = i64::MAX;
     let mut end = i64::MIN;
     for p in profiles {
-        let these: Vec<(String, String)> = p
-            .sample_type
-            .iter()
-            .map(|vt| p.value_type_name(vt))
-            .collect();
+        let these = sample_types(p);
         if these != types {
             return Err(Error::Merge(format!(
                 "sample types differ: [{}] vs [{}]",
@@ -108,7 +100,16 @@ pub(crate) fn add_profile(b: &mut ProfileBuilder, p: &Profile) {
     }
 }
 
-fn describe(types: &[(String, String)]) -> String {
+/// A profile's sample types as (type, unit) names.
+pub(crate) fn sample_types(p: &Profile) -> Vec<(String, String)> {
+    p.sample_type
+        .iter()
+        .map(|vt| p.value_type_name(vt))
+        .collect()
+}
+
+/// Sample types as `type/unit type/unit`.
+pub(crate) fn describe(types: &[(String, String)]) -> String {
     types
         .iter()
         .map(|(t, u)| format!("{t}/{u}"))

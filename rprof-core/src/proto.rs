@@ -126,14 +126,36 @@ fn merge_packed<T>(buf: &mut impl prost::bytes::Buf, out: &mut Vec<T>, from: fn(
     let start = out.len();
     // Every varint ends with the one byte whose high bit is clear.
     out.reserve_exact(body.iter().filter(|&&b| b & 0x80 == 0).count());
-    let mut rest = body;
-    while !rest.is_empty() {
-        let Some((value, n)) = varint_at(rest) else {
+    let mut i = 0;
+    while i < body.len() {
+        // Ids and counts are mostly 1 to 3 bytes long: those without the general loop.
+        let b0 = body[i];
+        if b0 & 0x80 == 0 {
+            out.push(from(u64::from(b0)));
+            i += 1;
+            continue;
+        }
+        if let Some(&b1) = body.get(i + 1) {
+            let v = u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7;
+            if b1 & 0x80 == 0 {
+                out.push(from(v));
+                i += 2;
+                continue;
+            }
+            if let Some(&b2) = body.get(i + 2) {
+                if b2 & 0x80 == 0 {
+                    out.push(from(v | u64::from(b2) << 14));
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        let Some((value, n)) = varint_at(&body[i..]) else {
             out.truncate(start);
             return false;
         };
         out.push(from(value));
-        rest = &rest[n..];
+        i += n;
     }
     let consumed = prefix + body.len();
     buf.advance(consumed);

@@ -28,6 +28,7 @@ struct Settings {
     block_rate: u64,
     mutex_profile: Option<PathBuf>,
     mutex_fraction: u64,
+    threadcreate_profile: Option<PathBuf>,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -60,12 +61,14 @@ fn start() {
         mutex_fraction: env("RPROF_MUTEXPROFILEFRACTION")
             .and_then(|v| v.to_str()?.parse().ok())
             .unwrap_or(1),
+        threadcreate_profile: env("RPROF_THREADCREATEPROFILE").map(PathBuf::from),
     };
     scrub_environment();
     if settings.cpu_profile.is_none()
         && settings.mem_profile.is_none()
         && settings.block_profile.is_none()
         && settings.mutex_profile.is_none()
+        && settings.threadcreate_profile.is_none()
     {
         return;
     }
@@ -93,6 +96,9 @@ fn start() {
             eprintln!("rprof: {e}");
         }
     }
+    if settings.threadcreate_profile.is_some() {
+        crate::threadcreate::start();
+    }
     let _ = SETTINGS.set(settings);
     // SAFETY: registering plain extern "C" functions without arguments.
     unsafe {
@@ -118,6 +124,7 @@ fn scrub_environment() {
 
 extern "C" fn in_forked_child() {
     mem::after_fork();
+    crate::threadcreate::stop_in_forked_child();
     // The child has only the forking thread and no drain thread; it must not write our files.
     PID.store(0, Ordering::Relaxed);
 }
@@ -148,6 +155,10 @@ fn write_profiles() {
     let cpu = settings.cpu_profile.as_ref().map(|_| cpu::stop());
     let block = settings.block_profile.as_ref().map(|_| sync::stop_block());
     let mutex = settings.mutex_profile.as_ref().map(|_| sync::stop_mutex());
+    let threadcreate = settings
+        .threadcreate_profile
+        .as_ref()
+        .map(|_| crate::threadcreate::stop());
     if settings.mem_profile.is_some() {
         mem::stop();
     }
@@ -168,6 +179,13 @@ fn write_profiles() {
     if let (Some(path), Some(data)) = (&settings.mutex_profile, mutex) {
         write(path, raw::event_profile(&data, &objects, "mutex"), "mutex");
     }
+    if let (Some(path), Some(data)) = (&settings.threadcreate_profile, threadcreate) {
+        write(
+            path,
+            raw::threadcreate_profile(&data, &objects),
+            "thread-creation",
+        );
+    }
     if let Some(path) = &settings.mem_profile {
         let data = mem::snapshot();
         let wrapped = crate::alloc::wrapper_used();
@@ -180,6 +198,7 @@ fn write_profiles() {
         &settings.mem_profile,
         &settings.block_profile,
         &settings.mutex_profile,
+        &settings.threadcreate_profile,
     ]
     .into_iter()
     .filter_map(|p| p.as_deref()?.parent())
@@ -237,12 +256,17 @@ pub unsafe extern "C" fn pthread_create(
     }
     // The program is becoming multi-threaded: the module watcher costs it nothing more now.
     modules::start_watcher();
+    let counted = crate::threadcreate::enabled();
     let routine = Box::into_raw(Box::new(StartRoutine { start, arg })) as *mut libc::c_void;
     // SAFETY: forwarding the caller's arguments, with our trampoline owning `routine`.
     let rc = unsafe { real(thread, attr, thread_trampoline, routine) };
     if rc != 0 {
         // SAFETY: no thread was created, so `routine` is still ours.
         drop(unsafe { Box::from_raw(routine as *mut StartRoutine) });
+    } else if counted {
+        let _ = std::panic::catch_unwind(|| {
+            thread::with_harness_guard(crate::threadcreate::record_creation)
+        });
     }
     rc
 }

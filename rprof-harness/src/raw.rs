@@ -177,6 +177,29 @@ pub fn event_profile(data: &EventData, objects: &[LoadedObject], what: &str) -> 
     b.build()
 }
 
+/// The unsymbolized thread-creation profile of `data`, as Go writes it: sample type
+/// `threadcreate/count`, period type `threadcreate/count`, period 1.
+pub fn threadcreate_profile(
+    data: &crate::threadcreate::ThreadCreateData,
+    objects: &[LoadedObject],
+) -> Profile {
+    let mut b = ProfileBuilder::new(&[("threadcreate", "count")], ("threadcreate", "count"), 1);
+    let mut stacks: Vec<(&Vec<u64>, &u64)> = data.stacks.iter().collect();
+    stacks.sort();
+    add_stacks(
+        &mut b,
+        objects,
+        stacks
+            .into_iter()
+            .map(|(stack, &n)| (stack, vec![n as i64])),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    b.time(now, 0);
+    b.build()
+}
+
 /// Kinds of raw profile the preload writes for the runtime API.
 pub(crate) const RAW_HEAP: std::ffi::c_int = 1;
 /// The block profile.

@@ -8,7 +8,7 @@ use rprof_core::report::base::{self, BaseMode};
 use rprof_core::report::{self, ReportOptions};
 use rprof_core::{codec, Profile};
 
-use crate::cli::{DiffArgs, FlamegraphArgs, PeekArgs, ReportArgs, TopArgs, TreeArgs};
+use crate::cli::{DiffArgs, FlamegraphArgs, PeekArgs, ReportArgs, TopArgs};
 use crate::CliError;
 
 /// Print a report; a closed pipe (`| head`) ends the output quietly, as with other tools.
@@ -88,13 +88,21 @@ fn report_error(a: &ReportArgs, source: rprof_core::Error) -> CliError {
 
 /// `cargo rprof top`.
 pub fn top(a: &TopArgs) -> Result<(), CliError> {
+    trimmed_report(a, report::top)
+}
+
+/// A report that takes `--cum` and `--nodecount` (`top`, `tree`).
+fn trimmed_report(
+    a: &TopArgs,
+    render: fn(&Profile, &ReportOptions) -> rprof_core::Result<String>,
+) -> Result<(), CliError> {
     let profile = load_report_input(&a.report)?;
     let opts = ReportOptions {
         nodecount: a.nodecount,
         sort_by_cum: a.cum,
         ..options(&a.report)
     };
-    let text = report::top(&profile, &opts).map_err(|e| report_error(&a.report, e))?;
+    let text = render(&profile, &opts).map_err(|e| report_error(&a.report, e))?;
     emit(&text)
 }
 
@@ -106,15 +114,8 @@ pub fn traces(a: &ReportArgs) -> Result<(), CliError> {
 }
 
 /// `cargo rprof tree`.
-pub fn tree(a: &TreeArgs) -> Result<(), CliError> {
-    let profile = load_report_input(&a.report)?;
-    let opts = ReportOptions {
-        nodecount: a.nodecount,
-        sort_by_cum: a.cum,
-        ..options(&a.report)
-    };
-    let text = report::tree(&profile, &opts).map_err(|e| report_error(&a.report, e))?;
-    emit(&text)
+pub fn tree(a: &TopArgs) -> Result<(), CliError> {
+    trimmed_report(a, report::tree)
 }
 
 /// `cargo rprof peek`.

@@ -5,7 +5,7 @@
 //! renderer can tell the two sides apart.
 
 use crate::builder::ProfileBuilder;
-use crate::merge::add_profile;
+use crate::merge::{add_profile, describe, sample_types};
 use crate::proto::{Label, Profile};
 use crate::{Error, Result};
 
@@ -36,19 +36,11 @@ pub fn merge_inputs(mut profiles: Vec<Profile>) -> Result<Profile> {
         .period_type
         .as_ref()
         .map(|vt| first.value_type_name(vt));
-    let types: Vec<(String, String)> = first
-        .sample_type
-        .iter()
-        .map(|vt| first.value_type_name(vt))
-        .collect();
+    let types = sample_types(first);
     let mut b = ProfileBuilder::like(first);
     let (mut time, mut duration, mut period) = (0i64, 0i64, 0i64);
     for p in &profiles {
-        let these: Vec<(String, String)> = p
-            .sample_type
-            .iter()
-            .map(|vt| p.value_type_name(vt))
-            .collect();
+        let these = sample_types(p);
         let their_period = p.period_type.as_ref().map(|vt| p.value_type_name(vt));
         if these != types || their_period != period_type {
             return Err(Error::Merge(format!(
@@ -70,14 +62,6 @@ pub fn merge_inputs(mut profiles: Vec<Profile>) -> Result<Profile> {
     b.set_period(period);
     b.time(time, duration);
     Ok(b.build())
-}
-
-fn describe(types: &[(String, String)]) -> String {
-    types
-        .iter()
-        .map(|(t, u)| format!("{t}/{u}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Combine `new` with `base` as pprof's `-base` or `-diff_base` does: the base's values are

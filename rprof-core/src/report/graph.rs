@@ -10,6 +10,13 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
+/// Maps keyed by ids and stacks, hashed with foldhash's fast fixed-seed hasher: these tables see
+/// millions of lookups per report, where SipHash's DoS resistance buys nothing (the input is a
+/// file the user chose) and costs a third of the run.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+/// The set counterpart of [`FastMap`].
+pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::FixedState>;
+
 use crate::proto::{Function, Label, Profile};
 
 /// How finely frames are told apart: pprof's `-functions` (the default), `-filefunctions`,
@@ -181,7 +188,7 @@ pub(crate) struct Prepared<'p> {
     pub names: Vec<String>,
     /// Node index of each frame of each location, innermost first; every location has at
     /// least one frame.
-    loc_nodes: HashMap<u64, Vec<usize>>,
+    loc_nodes: FastMap<u64, Vec<usize>>,
     /// The merged samples, in order of first appearance.
     pub samples: Vec<MergedSample<'p>>,
 }
@@ -193,7 +200,7 @@ pub(crate) struct NodeStat {
     pub cum: i64,
     /// Incoming edges by caller node: summed weight, and whether every occurrence was an
     /// inlined call.
-    pub callers: HashMap<usize, (i64, bool)>,
+    pub callers: FastMap<usize, (i64, bool)>,
 }
 
 impl NodeStat {
@@ -216,10 +223,10 @@ impl<'p> Prepared<'p> {
         let mut prepared = Prepared {
             keys: Vec::new(),
             names: Vec::new(),
-            loc_nodes: HashMap::with_capacity(profile.location.len()),
+            loc_nodes: FastMap::default(),
             samples: Vec::new(),
         };
-        let mut index: HashMap<NodeKey, usize> = HashMap::new();
+        let mut index: FastMap<NodeKey, usize> = FastMap::default();
         let mut node = |key: NodeKey, p: &mut Prepared<'p>| -> usize {
             *index.entry(key).or_insert_with_key(|key| {
                 p.names.push(key.printable());
@@ -232,7 +239,7 @@ impl<'p> Prepared<'p> {
             .iter()
             .map(|m| (m.id, profile.str(m.filename)))
             .collect();
-        let merged_locations = merge_locations(profile);
+        let (merged_locations, samples) = merge_profile(profile);
         for loc in &profile.location {
             let Some(&(canonical, display_address)) = merged_locations.get(&loc.id) else {
                 continue; // in no sample, or the same as another location
@@ -291,7 +298,7 @@ impl<'p> Prepared<'p> {
             let nodes = keys.into_iter().map(|k| node(k, &mut prepared)).collect();
             prepared.loc_nodes.insert(loc.id, nodes);
         }
-        prepared.samples = merge_samples(profile, &merged_locations);
+        prepared.samples = samples;
         prepared
     }
 
@@ -307,7 +314,7 @@ impl<'p> Prepared<'p> {
         let mut stats = vec![NodeStat::default(); self.names.len()];
         // Per-sample "seen" marks: the sample number that last touched the node.
         let mut seen = vec![usize::MAX; self.names.len()];
-        let mut seen_edges: HashSet<(usize, usize)> = HashSet::new();
+        let mut seen_edges: FastSet<(usize, usize)> = FastSet::default();
         for (sample_no, sample) in self.samples.iter().enumerate() {
             let w = sample.values.get(index).copied().unwrap_or(0);
             if w == 0 {
@@ -373,9 +380,12 @@ impl<'p> Prepared<'p> {
 /// same lines (functions compared by name, system name, file and start line) are one location.
 /// Two processes' copies of libc thus become one. Returns, for each location id used by a
 /// sample, its canonical location id and its address in the canonical mapping.
-fn merge_locations<'p>(profile: &'p Profile) -> HashMap<u64, (u64, u64)> {
+fn merge_locations<'p>(
+    profile: &'p Profile,
+    samples: &[MergedSample<'p>],
+) -> FastMap<u64, (u64, u64)> {
     type MappingKey<'p> = (u64, u64, &'p str);
-    let mappings: HashMap<u64, (MappingKey<'p>, u64)> = profile
+    let mappings: FastMap<u64, (MappingKey<'p>, u64)> = profile
         .mapping
         .iter()
         .map(|m| {
@@ -391,7 +401,7 @@ fn merge_locations<'p>(profile: &'p Profile) -> HashMap<u64, (u64, u64)> {
             (m.id, ((size, m.file_offset, id), m.memory_start))
         })
         .collect();
-    let mut starts: HashMap<MappingKey<'p>, (usize, u64)> = HashMap::new();
+    let mut starts: FastMap<MappingKey<'p>, (usize, u64)> = FastMap::default();
     let mut place = |key: MappingKey<'p>, start: u64| -> (usize, u64) {
         let n = starts.len();
         *starts.entry(key).or_insert((n, start))
@@ -400,8 +410,8 @@ fn merge_locations<'p>(profile: &'p Profile) -> HashMap<u64, (u64, u64)> {
         let (key, start) = mappings[&first.id];
         place(key, start);
     }
-    let mut functions: HashMap<(i64, &str, &str, &str), u64> = HashMap::new();
-    let function_key: HashMap<u64, u64> = profile
+    let mut functions: FastMap<(i64, &str, &str, &str), u64> = FastMap::default();
+    let function_key: FastMap<u64, u64> = profile
         .function
         .iter()
         .map(|f| {
@@ -414,17 +424,15 @@ fn merge_locations<'p>(profile: &'p Profile) -> HashMap<u64, (u64, u64)> {
             (f.id, *functions.entry(key).or_insert(f.id))
         })
         .collect();
-    let locations: HashMap<u64, &crate::proto::Location> =
+    let locations: FastMap<u64, &crate::proto::Location> =
         profile.location.iter().map(|l| (l.id, l)).collect();
     /// Mapping (canonical), offset into it, lines (function, line), folded.
     type LocationKey = (Option<usize>, u64, Vec<(u64, i64)>, bool);
-    let mut by_key: HashMap<LocationKey, u64> = HashMap::new();
-    let mut merged: HashMap<u64, (u64, u64)> = HashMap::with_capacity(profile.location.len());
-    for s in &profile.sample {
-        if s.value.iter().all(|&v| v == 0) {
-            continue;
-        }
-        for id in &s.location_id {
+    let mut by_key: FastMap<LocationKey, u64> = FastMap::default();
+    let mut merged: FastMap<u64, (u64, u64)> = FastMap::default();
+    merged.reserve(profile.location.len());
+    for s in samples {
+        for id in s.locations.iter() {
             if merged.contains_key(id) {
                 continue;
             }
@@ -466,7 +474,7 @@ fn merge_locations<'p>(profile: &'p Profile) -> HashMap<u64, (u64, u64)> {
 /// The samples of `profile` merged as pprof merges a profile it loads (see [`Prepared::new`]),
 /// for what needs values but no nodes.
 pub(crate) fn merged_samples(profile: &Profile) -> Vec<MergedSample<'_>> {
-    merge_samples(profile, &merge_locations(profile))
+    merge_profile(profile).1
 }
 
 /// A label as merging compares it: key, string value, number, number unit.
@@ -474,20 +482,60 @@ type LabelKey<'p> = (&'p str, &'p str, i64, &'p str);
 /// What makes two samples one: their locations and labels.
 type SampleKey<'p> = (Cow<'p, [u64]>, Vec<LabelKey<'p>>);
 
-/// pprof's `profile.Merge` of a single profile: drop all-zero samples, sum samples with the same
-/// (merged) locations and labels, drop the sums that are zero.
-fn merge_samples<'p>(
+/// pprof's `profile.Merge` of a single profile: drop all-zero samples, merge locations (see
+/// [`merge_locations`]), sum samples with the same locations and labels, drop the sums that are
+/// zero. Returns the merged locations too.
+///
+/// Samples are first summed by their raw stacks (a million samples usually hold some thousands
+/// of stacks), locations are merged over those, and the few stacks that merging locations made
+/// equal are summed again: the same result, in the same order of first appearance, as merging
+/// sample by sample.
+fn merge_profile(profile: &Profile) -> (FastMap<u64, (u64, u64)>, Vec<MergedSample<'_>>) {
+    let raw = sum_equal(
+        profile
+            .sample
+            .iter()
+            .filter(|s| s.value.iter().any(|&v| v != 0))
+            .map(|s| MergedSample {
+                locations: Cow::Borrowed(s.location_id.as_slice()),
+                values: s.value.clone(),
+                labels: &s.label,
+            }),
+        profile,
+    );
+    let merged_locations = merge_locations(profile, &raw);
+    let canonical = |id: &u64| merged_locations.get(id).map_or(*id, |&(c, _)| c);
+    let mut changed = false;
+    let remapped: Vec<MergedSample<'_>> = raw
+        .into_iter()
+        .map(|mut m| {
+            if m.locations.iter().any(|id| canonical(id) != *id) {
+                changed = true;
+                m.locations = Cow::Owned(m.locations.iter().map(canonical).collect());
+            }
+            m
+        })
+        .collect();
+    let mut merged = if changed {
+        sum_equal(remapped.into_iter(), profile)
+    } else {
+        remapped
+    };
+    // Samples that cancel out (a base subtracted) are dropped, as pprof's merge drops them.
+    merged.retain(|m| m.values.iter().any(|&v| v != 0));
+    (merged_locations, merged)
+}
+
+/// Sum the samples with equal locations and labels, in order of first appearance.
+fn sum_equal<'p>(
+    samples: impl Iterator<Item = MergedSample<'p>>,
     profile: &'p Profile,
-    merged_locations: &HashMap<u64, (u64, u64)>,
 ) -> Vec<MergedSample<'p>> {
-    let mut merged: Vec<MergedSample<'_>> = Vec::with_capacity(profile.sample.len());
-    let mut index: HashMap<SampleKey<'_>, usize> = HashMap::new();
-    for s in &profile.sample {
-        if s.value.iter().all(|&v| v == 0) {
-            continue;
-        }
+    let mut merged: Vec<MergedSample<'p>> = Vec::new();
+    let mut index: FastMap<SampleKey<'p>, usize> = FastMap::default();
+    for s in samples {
         let mut labels: Vec<_> = s
-            .label
+            .labels
             .iter()
             .map(|l| {
                 (
@@ -500,30 +548,18 @@ fn merge_samples<'p>(
             .collect();
         // Order by key only: values of one key keep their order, as in pprof's label map.
         labels.sort_by_key(|l| l.0);
-        let canonical = |id: &u64| merged_locations.get(id).map_or(*id, |&(c, _)| c);
-        let locations: Cow<'p, [u64]> = if s.location_id.iter().all(|id| canonical(id) == *id) {
-            Cow::Borrowed(&s.location_id)
-        } else {
-            Cow::Owned(s.location_id.iter().map(canonical).collect())
-        };
-        match index.entry((locations.clone(), labels)) {
+        match index.entry((s.locations.clone(), labels)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let m = &mut merged[*e.get()];
-                for (acc, v) in m.values.iter_mut().zip(&s.value) {
+                for (acc, v) in m.values.iter_mut().zip(&s.values) {
                     *acc += v;
                 }
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(merged.len());
-                merged.push(MergedSample {
-                    locations,
-                    values: s.value.clone(),
-                    labels: &s.label,
-                });
+                merged.push(s);
             }
         }
     }
-    // Samples that cancel out (a base subtracted) are dropped, as pprof's merge drops them.
-    merged.retain(|m| m.values.iter().any(|&v| v != 0));
     merged
 }
