@@ -227,7 +227,7 @@ fn location_id(f: usize, j: usize) -> u64 {
 
 /// Walk the call graph to `shape.stacks` distinct stacks and weigh them.
 fn generate_stacks(shape: Shape) -> Result<Generated, String> {
-    let mut rng = XorShift(0x5eed_0f_a11_5eed);
+    let mut rng = XorShift(0x5_eed0_fa11_5eed);
     let interior = shape.interior() as u64;
     // Functions 0 and 1 are the roots (`main`, `run`); 2..interior are called in between;
     // interior..functions are the leaves.

@@ -271,7 +271,10 @@ mod tests {
             let mut q = p.clone();
             q.sample[0].location_id.push(missing);
             let err = decode(&encode(&q)).unwrap_err().to_string();
-            assert!(err.contains(&format!("missing location {missing}")), "{err}");
+            assert!(
+                err.contains(&format!("missing location {missing}")),
+                "{err}"
+            );
         }
         // A repeated id, dense or sparse.
         for id in [1, 1 << 40] {
@@ -280,7 +283,10 @@ mod tests {
             q.sample[0].location_id = vec![id];
             q.location.push(q.location[0].clone());
             let err = decode(&encode(&q)).unwrap_err().to_string();
-            assert!(err.contains(&format!("location id {id} is zero or repeated")), "{err}");
+            assert!(
+                err.contains(&format!("location id {id} is zero or repeated")),
+                "{err}"
+            );
         }
     }
 }
