@@ -256,4 +256,37 @@ mod tests {
             assert!(e.contains("repeated"), "{e}");
         }
     }
+
+    #[test]
+    fn sparse_and_repeated_ids() {
+        // Ids far apart (allowed by the format) are checked as dense ones are.
+        let mut p = sample_profile();
+        p.location[0].id = 1 << 40;
+        p.sample[0].location_id = vec![1 << 40];
+        p.function[0].id = 9_999_999;
+        p.location[0].line[0].function_id = 9_999_999;
+        assert_eq!(decode(&encode(&p)).unwrap(), p);
+        // A sample naming a missing location, dense or sparse.
+        for missing in [2, 1 << 41, 0] {
+            let mut q = p.clone();
+            q.sample[0].location_id.push(missing);
+            let err = decode(&encode(&q)).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("missing location {missing}")),
+                "{err}"
+            );
+        }
+        // A repeated id, dense or sparse.
+        for id in [1, 1 << 40] {
+            let mut q = p.clone();
+            q.location[0].id = id;
+            q.sample[0].location_id = vec![id];
+            q.location.push(q.location[0].clone());
+            let err = decode(&encode(&q)).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("location id {id} is zero or repeated")),
+                "{err}"
+            );
+        }
+    }
 }
