@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rprof_core::report::{self, ReportOptions};
 use rprof_core::symbolize::Symbolizer;
-use rprof_core::{codec, edit, merge, Profile};
+use rprof_core::{codec, edit, labels, merge, Profile};
 
 use crate::session::{self, ProfileKind, Request, RunRecord};
 use crate::{runner, term, CliError};
@@ -69,7 +69,8 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
                 edit::trim_leaf_frames(&symbolized.profile, edit::is_sync_frame)
             }
         };
-        profiles.push(profile);
+        let binary = target_name(&run.original);
+        profiles.push(labels::apply(&profile, Some(&binary)));
     }
     for run in &missing {
         term::warning(format!(
@@ -126,6 +127,20 @@ fn uses_default_allocator(binary: &Path) -> std::io::Result<bool> {
         .chain(file.dynamic_symbols())
         .any(|s| s.name().is_ok_and(|n| n.contains("__rdl_alloc")));
     Ok(found)
+}
+
+/// The cargo target a binary was built from: its file name without cargo's `-<hash>` suffix
+/// (`integration-0123456789abcdef` → `integration`).
+fn target_name(binary: &Path) -> String {
+    let name = display_name(binary);
+    match name.rsplit_once('-') {
+        Some((target, hash))
+            if hash.len() == 16 && hash.bytes().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            target.to_owned()
+        }
+        _ => name,
+    }
 }
 
 fn display_name(binary: &Path) -> String {

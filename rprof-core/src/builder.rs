@@ -237,6 +237,11 @@ impl ProfileBuilder {
     }
 
     /// Number of samples so far.
+    pub fn sample_type_count(&self) -> usize {
+        self.profile.sample_type.len()
+    }
+
+    /// How many samples have been added.
     pub fn sample_count(&self) -> usize {
         self.profile.sample.len()
     }

@@ -3,6 +3,7 @@
 //! - [`proto`]: the pprof protobuf messages, field for field.
 //! - [`codec`]: gzip + protobuf encoding and decoding, with validation of what is read.
 //! - [`builder`]: building a profile from stacks, interning strings, functions and locations.
+//! - [`labels`]: the `test`, `thread`, `binary` and `bench` labels of samples.
 //! - [`merge`]: merging profiles of one kind (several test binaries of a run) into one.
 //! - `symbolize` (feature `symbolize`): turning address-only locations into functions and lines.
 //! - `report` (feature `report`): `top`, `traces` and flame graphs, as `go tool pprof` shows them.
@@ -13,6 +14,7 @@ pub mod builder;
 pub mod codec;
 pub mod edit;
 mod error;
+pub mod labels;
 pub mod merge;
 mod model;
 pub mod proto;

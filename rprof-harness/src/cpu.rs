@@ -47,12 +47,21 @@ impl std::fmt::Display for CpuError {
 
 impl std::error::Error for CpuError {}
 
+/// A stack (return addresses, leaf first) and the serial of the thread it was sampled on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadStack {
+    /// The sampled thread's serial in the thread registry.
+    pub thread: u32,
+    /// Return addresses, leaf first.
+    pub stack: Vec<u64>,
+}
+
 /// What a finished CPU profile collected: stacks (return addresses, leaf first) with the number
 /// of periods each stands for.
 #[derive(Debug, Default)]
 pub struct CpuData {
     /// Periods per stack.
-    pub stacks: HashMap<Vec<u64>, u64>,
+    pub stacks: HashMap<ThreadStack, u64>,
     /// Nanoseconds of CPU time per period (`1e9 / hz`).
     pub period_ns: u64,
     /// When profiling started.
@@ -87,7 +96,7 @@ struct Session {
     started: std::time::Instant,
     stop: std::sync::Arc<Wake>,
     drain: thread::HarnessThread,
-    stacks: std::sync::Arc<Mutex<HashMap<Vec<u64>, u64>>>,
+    stacks: std::sync::Arc<Mutex<HashMap<ThreadStack, u64>>>,
 }
 
 static SESSION: Mutex<Option<Session>> = Mutex::new(None);
@@ -322,6 +331,7 @@ extern "C" fn on_sigprof(
             let pushed = queue.push(|s| {
                 s.weight = weight;
                 s.extra = 1;
+                s.thread = crate::threads::current();
                 // SAFETY: `regs` describe the thread this signal interrupted, which is the
                 // current thread, and `bounds` are its recorded stack.
                 s.depth = unsafe { unwind::walk(regs, bounds, &mut s.frames) };
@@ -377,7 +387,7 @@ impl Wake {
     }
 }
 
-fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<Vec<u64>, u64>>) {
+fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<ThreadStack, u64>>) {
     // A scan may have armed this thread before it was known as a harness thread.
     let me = thread::gettid();
     if let Some(slot) = TIMER_TIDS
@@ -386,17 +396,21 @@ fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<Vec<u64>,
     {
         thread_exiting(slot);
     }
+    // The lookup key, reused so that a stack seen before costs no allocation.
+    let mut key = ThreadStack::default();
     loop {
         let stopping = stop.is_set();
         let mut drained = 0;
         {
             let mut map = stacks.lock().unwrap_or_else(|e| e.into_inner());
             while queue.pop(|s| {
-                let stack = s.stack();
-                match map.get_mut(stack) {
+                key.thread = s.thread;
+                key.stack.clear();
+                key.stack.extend_from_slice(s.stack());
+                match map.get_mut(&key) {
                     Some(v) => *v += s.weight,
                     None => {
-                        map.insert(stack.to_vec(), s.weight);
+                        map.insert(key.clone(), s.weight);
                     }
                 }
             }) {

@@ -29,7 +29,7 @@ mod rng;
 pub mod sync;
 mod sys;
 pub mod thread;
-pub mod threadcreate;
+pub mod threads;
 pub mod unwind;
 
 #[cfg(feature = "preload-malloc")]

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
-use crate::{cpu, maps, mem, modules, raw, sync, thread};
+use crate::{cpu, maps, mem, modules, raw, sync, thread, threads};
 
 /// Settings read from the environment by the constructor.
 struct Settings {
@@ -75,6 +75,7 @@ fn start() {
     // SAFETY: getpid has no preconditions.
     PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     thread::record_stack_bounds();
+    threads::start();
     modules::start();
     if settings.cpu_profile.is_some() {
         if let Err(e) = cpu::start(settings.cpu_rate) {
@@ -95,9 +96,6 @@ fn start() {
         if let Err(e) = sync::start_mutex(settings.mutex_fraction) {
             eprintln!("rprof: {e}");
         }
-    }
-    if settings.threadcreate_profile.is_some() {
-        crate::threadcreate::start();
     }
     let _ = SETTINGS.set(settings);
     // SAFETY: registering plain extern "C" functions without arguments.
@@ -124,7 +122,7 @@ fn scrub_environment() {
 
 extern "C" fn in_forked_child() {
     mem::after_fork();
-    crate::threadcreate::stop_in_forked_child();
+    threads::stop_in_forked_child();
     // The child has only the forking thread and no drain thread; it must not write our files.
     PID.store(0, Ordering::Relaxed);
 }
@@ -155,10 +153,6 @@ fn write_profiles() {
     let cpu = settings.cpu_profile.as_ref().map(|_| cpu::stop());
     let block = settings.block_profile.as_ref().map(|_| sync::stop_block());
     let mutex = settings.mutex_profile.as_ref().map(|_| sync::stop_mutex());
-    let threadcreate = settings
-        .threadcreate_profile
-        .as_ref()
-        .map(|_| crate::threadcreate::stop());
     if settings.mem_profile.is_some() {
         mem::stop();
     }
@@ -179,10 +173,10 @@ fn write_profiles() {
     if let (Some(path), Some(data)) = (&settings.mutex_profile, mutex) {
         write(path, raw::event_profile(&data, &objects, "mutex"), "mutex");
     }
-    if let (Some(path), Some(data)) = (&settings.threadcreate_profile, threadcreate) {
+    if let Some(path) = &settings.threadcreate_profile {
         write(
             path,
-            raw::threadcreate_profile(&data, &objects),
+            raw::threadcreate_profile(&threads::snapshot(), &objects),
             "thread-creation",
         );
     }
@@ -212,12 +206,15 @@ fn write_profiles() {
 struct StartRoutine {
     start: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
     arg: *mut libc::c_void,
+    /// The new thread's serial in the thread registry.
+    serial: u32,
 }
 
 extern "C" fn thread_trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: `p` is the Box<StartRoutine> leaked by our pthread_create, consumed once here.
     let routine = unsafe { Box::from_raw(p as *mut StartRoutine) };
     let slot = thread::with_harness_guard(|| {
+        threads::thread_started(routine.serial);
         thread::record_stack_bounds();
         cpu::thread_started_slot()
     });
@@ -234,6 +231,7 @@ impl Drop for ExitGuard {
             cpu::thread_exiting(slot);
         }
         sync::thread_exiting();
+        thread::with_harness_guard(threads::thread_ending);
     }
 }
 
@@ -256,16 +254,16 @@ pub unsafe extern "C" fn pthread_create(
     }
     // The program is becoming multi-threaded: the module watcher costs it nothing more now.
     modules::start_watcher();
-    let counted = crate::threadcreate::enabled();
-    let routine = Box::into_raw(Box::new(StartRoutine { start, arg })) as *mut libc::c_void;
+    let serial = std::panic::catch_unwind(|| thread::with_harness_guard(threads::creating))
+        .unwrap_or(threads::UNKNOWN);
+    let routine = Box::into_raw(Box::new(StartRoutine { start, arg, serial })) as *mut libc::c_void;
     // SAFETY: forwarding the caller's arguments, with our trampoline owning `routine`.
     let rc = unsafe { real(thread, attr, thread_trampoline, routine) };
     if rc != 0 {
         // SAFETY: no thread was created, so `routine` is still ours.
         drop(unsafe { Box::from_raw(routine as *mut StartRoutine) });
-    } else if counted {
         let _ = std::panic::catch_unwind(|| {
-            thread::with_harness_guard(crate::threadcreate::record_creation)
+            thread::with_harness_guard(|| threads::not_created(serial))
         });
     }
     rc

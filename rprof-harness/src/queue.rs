@@ -20,6 +20,8 @@ pub struct StackSample {
     pub weight: u64,
     /// A second value carried along (e.g. a count).
     pub extra: u64,
+    /// The sampled thread's serial in the thread registry.
+    pub thread: u32,
     /// How many entries of `frames` are used.
     pub depth: usize,
     /// Return addresses, leaf first.
@@ -31,6 +33,7 @@ impl StackSample {
     pub const EMPTY: StackSample = StackSample {
         weight: 0,
         extra: 0,
+        thread: 0,
         depth: 0,
         frames: [0; MAX_DEPTH],
     };

@@ -5,6 +5,8 @@
 use std::time::UNIX_EPOCH;
 
 use rprof_core::builder::ProfileBuilder;
+use rprof_core::labels::raw as raw_labels;
+use rprof_core::proto::Label;
 use rprof_core::Profile;
 
 use crate::cpu::CpuData;
@@ -30,22 +32,67 @@ fn mapping_of(ranges: &[(u64, u64, u64)], addr: u64) -> u64 {
     }
 }
 
-/// Build the unsymbolized stacks of `stacks` into `b`, `values(count)` giving each sample's values.
+/// Build the unsymbolized `stacks` (each with the serial of its thread and its values) into
+/// `b`, and the thread registry's records after them, so that the labels can be computed.
 pub(crate) fn add_stacks<'a>(
     b: &mut ProfileBuilder,
     objects: &[LoadedObject],
-    stacks: impl Iterator<Item = (&'a Vec<u64>, Vec<i64>)>,
+    stacks: impl Iterator<Item = (&'a [u64], u32, Vec<i64>)>,
 ) {
     let ranges = add_mappings(b, objects);
     let mut ids = Vec::new();
-    for (stack, values) in stacks {
-        ids.clear();
-        ids.extend(
-            stack
-                .iter()
-                .map(|&addr| b.location(mapping_of(&ranges, addr), addr, &[])),
-        );
-        b.add_sample(&ids, &values);
+    for (stack, thread, values) in stacks {
+        locations(b, &ranges, stack, &mut ids);
+        let labels = thread_label(b, thread).into_iter().collect();
+        b.add_labeled_sample(&ids, &values, labels);
+    }
+    add_thread_records(b, &ranges, &crate::threads::snapshot());
+}
+
+fn locations(b: &mut ProfileBuilder, ranges: &[(u64, u64, u64)], stack: &[u64], ids: &mut Vec<u64>) {
+    ids.clear();
+    ids.extend(
+        stack
+            .iter()
+            .map(|&addr| b.location(mapping_of(ranges, addr), addr, &[])),
+    );
+}
+
+/// The numeric label naming the thread a sample was taken on (none for an unknown thread).
+fn thread_label(b: &mut ProfileBuilder, thread: u32) -> Option<Label> {
+    (thread != crate::threads::UNKNOWN).then(|| Label {
+        key: b.string(raw_labels::THREAD),
+        num: i64::from(thread),
+        ..Default::default()
+    })
+}
+
+/// The registry's records as samples without values (see [`rprof_core::labels`]).
+fn add_thread_records(
+    b: &mut ProfileBuilder,
+    ranges: &[(u64, u64, u64)],
+    records: &[crate::threads::ThreadRecord],
+) {
+    let zeros = vec![0; b.sample_type_count()];
+    let mut ids = Vec::new();
+    for r in records {
+        locations(b, ranges, &r.creation, &mut ids);
+        let num = |b: &mut ProfileBuilder, key: &str, num: i64| Label {
+            key: b.string(key),
+            num,
+            ..Default::default()
+        };
+        let labels = vec![
+            num(b, raw_labels::RECORD, i64::from(r.serial)),
+            num(b, raw_labels::CREATOR, i64::from(r.creator)),
+            num(b, raw_labels::EXIT_ORDER, r.exit_order as i64),
+            Label {
+                key: b.string(raw_labels::NAME),
+                str: b.string(&r.name),
+                ..Default::default()
+            },
+        ];
+        b.add_labeled_sample(&ids, &zeros, labels);
     }
 }
 
@@ -61,9 +108,13 @@ pub fn cpu_profile(data: &CpuData, objects: &[LoadedObject]) -> Profile {
     add_stacks(
         &mut b,
         objects,
-        data.stacks
-            .iter()
-            .map(|(stack, &periods)| (stack, vec![periods as i64, periods as i64 * period])),
+        data.stacks.iter().map(|(key, &periods)| {
+            (
+                &key.stack[..],
+                key.thread,
+                vec![periods as i64, periods as i64 * period],
+            )
+        }),
     );
     let start = data
         .start
@@ -116,23 +167,24 @@ pub fn mem_profile(data: &MemData, objects: &[LoadedObject], wrapper_used: bool)
     b.default_sample_type("alloc_space");
     let ranges = add_mappings(&mut b, objects);
     let bytes_key = b.string("bytes");
+    let mut ids = Vec::new();
     for bucket in &data.buckets {
-        let ids: Vec<u64> = bucket
-            .stack
-            .iter()
-            .map(|&addr| b.location(mapping_of(&ranges, addr), addr, &[]))
-            .collect();
+        locations(&mut b, &ranges, &bucket.stack, &mut ids);
         let (ao, asp) = scale_heap_sample(bucket.allocs, bucket.allocs * bucket.size, data.rate);
         let live = bucket.allocs - bucket.frees;
         let (io, isp) = scale_heap_sample(live, live * bucket.size, data.rate);
-        let label = rprof_core::proto::Label {
+        let label = Label {
             key: bytes_key,
             str: 0,
             num: bucket.size as i64,
             num_unit: 0,
         };
-        b.add_labeled_sample(&ids, &[ao, asp, io, isp], vec![label]);
+        let labels = std::iter::once(label)
+            .chain(thread_label(&mut b, bucket.thread))
+            .collect();
+        b.add_labeled_sample(&ids, &[ao, asp, io, isp], labels);
     }
+    add_thread_records(&mut b, &ranges, &crate::threads::snapshot());
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
@@ -160,9 +212,13 @@ pub fn event_profile(data: &EventData, objects: &[LoadedObject], what: &str) -> 
     add_stacks(
         &mut b,
         objects,
-        data.events
-            .iter()
-            .map(|e| (&e.stack, vec![e.contentions as i64, e.delay_ns as i64])),
+        data.events.iter().map(|e| {
+            (
+                &e.stack[..],
+                e.thread,
+                vec![e.contentions as i64, e.delay_ns as i64],
+            )
+        }),
     );
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -177,21 +233,24 @@ pub fn event_profile(data: &EventData, objects: &[LoadedObject], what: &str) -> 
     b.build()
 }
 
-/// The unsymbolized thread-creation profile of `data`, as Go writes it: sample type
-/// `threadcreate/count`, period type `threadcreate/count`, period 1.
+/// The unsymbolized thread-creation profile of `records` (the thread registry's), as Go writes
+/// it: sample type `threadcreate/count`, period type `threadcreate/count`, period 1; one count
+/// per thread created, on the creating stack and thread.
 pub fn threadcreate_profile(
-    data: &crate::threadcreate::ThreadCreateData,
+    records: &[crate::threads::ThreadRecord],
     objects: &[LoadedObject],
 ) -> Profile {
     let mut b = ProfileBuilder::new(&[("threadcreate", "count")], ("threadcreate", "count"), 1);
-    let mut stacks: Vec<(&Vec<u64>, &u64)> = data.stacks.iter().collect();
-    stacks.sort();
+    let mut counts: std::collections::BTreeMap<(&[u64], u32), i64> = Default::default();
+    for r in records.iter().filter(|r| r.serial != crate::threads::MAIN) {
+        *counts.entry((&r.creation[..], r.creator)).or_default() += 1;
+    }
     add_stacks(
         &mut b,
         objects,
-        stacks
+        counts
             .into_iter()
-            .map(|(stack, &n)| (stack, vec![n as i64])),
+            .map(|((stack, thread), n)| (stack, thread, vec![n])),
     );
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -246,7 +305,11 @@ mod tests {
             period_ns: 10_000_000,
             ..Default::default()
         };
-        data.stacks.insert(vec![here + 1, 0x10], 3);
+        let key = crate::cpu::ThreadStack {
+            thread: 5,
+            stack: vec![here + 1, 0x10],
+        };
+        data.stacks.insert(key, 3);
         let p = cpu_profile(&data, &objects);
         rprof_core::codec::validate(&p).unwrap();
         assert_eq!(p.total(1), 30_000_000);
@@ -255,6 +318,8 @@ mod tests {
         assert_eq!(p.str(m.filename), objects[0].path);
         let unknown = p.location_by_id(p.sample[0].location_id[1]).unwrap();
         assert_eq!(unknown.mapping_id, 0);
+        let label = &p.sample[0].label[0];
+        assert_eq!((p.str(label.key), label.num), (raw_labels::THREAD, 5));
     }
 }
 

@@ -153,7 +153,7 @@ fn record(addr: u64, size: u64) {
     let Some(bucket) = t
         .stacks
         .intern(stack)
-        .and_then(|s| t.buckets.intern(s, size))
+        .and_then(|s| t.buckets.intern(s, size, crate::threads::current()))
     else {
         LOST.fetch_add(1, Ordering::Relaxed);
         return;
@@ -194,6 +194,8 @@ pub struct MemBucket {
     pub stack: Vec<u64>,
     /// Size of each allocation.
     pub size: u64,
+    /// The allocating thread's serial in the thread registry.
+    pub thread: u32,
     /// Sampled allocations.
     pub allocs: u64,
     /// Sampled frees.
@@ -214,14 +216,14 @@ pub struct MemData {
 /// The recorded buckets now. Allocates: call outside `malloc`.
 pub fn snapshot() -> MemData {
     thread::with_harness_guard(|| {
-        let mut folded: HashMap<(Vec<u64>, u64), (u64, u64)> = HashMap::new();
+        let mut folded: HashMap<(Vec<u64>, u64, u32), (u64, u64)> = HashMap::new();
         if let Some(t) = TABLES.get() {
             for b in t.buckets.iter().filter(|b| b.is_ready()) {
-                let (stack, size) = b.key();
+                let (stack, size, thread) = b.key();
                 let allocs = b.first.load(Ordering::Relaxed);
                 let frees = b.second.load(Ordering::Relaxed).min(allocs);
                 let e = folded
-                    .entry((t.stacks.frames(stack).to_vec(), size))
+                    .entry((t.stacks.frames(stack).to_vec(), size, thread))
                     .or_default();
                 e.0 += allocs;
                 e.1 += frees;
@@ -235,9 +237,10 @@ pub fn snapshot() -> MemData {
             rate,
             buckets: folded
                 .into_iter()
-                .map(|((stack, size), (allocs, frees))| MemBucket {
+                .map(|((stack, size, thread), (allocs, frees))| MemBucket {
                     stack,
                     size,
+                    thread,
                     allocs,
                     frees,
                 })

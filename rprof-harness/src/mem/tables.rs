@@ -24,13 +24,15 @@ pub(crate) struct StackEntry {
     frames: [u64; MAX_DEPTH],
 }
 
-/// Two counters of one (stack, key) bucket. The memory profiler keys by allocation size and
-/// counts allocations and frees; the block and mutex profilers key by 0 and count contentions
-/// (in thousandths) and delay.
+/// Two counters of one (stack, key, thread) bucket. The memory profiler keys by allocation size
+/// and counts allocations and frees; the block and mutex profilers key by 0 and count
+/// contentions (in thousandths) and delay. The thread is the recording thread's serial in the
+/// thread registry, so that every sample keeps its thread (and the labels derived from it).
 #[repr(C)]
 pub(crate) struct Bucket {
     state: AtomicU32,
     stack: u32,
+    thread: u32,
     size: u64,
     /// First counter (allocations; contentions × 1000).
     pub first: AtomicU64,
@@ -123,15 +125,18 @@ impl Table<StackEntry> {
 }
 
 impl Table<Bucket> {
-    /// The bucket of (`stack`, `size`), adding it if new.
-    pub(crate) fn intern(&self, stack: u32, size: u64) -> Option<u32> {
-        let hash = (u64::from(stack) << 40 ^ size).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    /// The bucket of (`stack`, `size`, `thread`), adding it if new.
+    pub(crate) fn intern(&self, stack: u32, size: u64, thread: u32) -> Option<u32> {
+        let hash = (u64::from(stack) << 40 ^ size ^ u64::from(thread) << 20)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let hash = hash ^ (hash >> 29);
         for probe in 0..MAX_PROBES {
             let i = (hash as usize).wrapping_add(probe) & self.mask;
             let e = self.entry(i);
             match e.state.load(Ordering::Acquire) {
-                READY if e.stack == stack && e.size == size => return Some(i as u32),
+                READY if e.stack == stack && e.size == size && e.thread == thread => {
+                    return Some(i as u32)
+                }
                 EMPTY
                     if e.state
                         .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
@@ -142,6 +147,7 @@ impl Table<Bucket> {
                     unsafe {
                         (*p).stack = stack;
                         (*p).size = size;
+                        (*p).thread = thread;
                     }
                     e.state.store(READY, Ordering::Release);
                     return Some(i as u32);
@@ -164,9 +170,9 @@ impl Bucket {
         self.state.load(Ordering::Acquire) == READY
     }
 
-    /// Its stack id and allocation size.
-    pub(crate) fn key(&self) -> (u32, u64) {
-        (self.stack, self.size)
+    /// Its stack id, allocation size and thread serial.
+    pub(crate) fn key(&self) -> (u32, u64, u32) {
+        (self.stack, self.size, self.thread)
     }
 }
 
@@ -183,10 +189,11 @@ mod tests {
         assert_eq!(stacks.intern(&[1, 2, 3]), Some(a));
         assert_eq!(stacks.frames(a), &[1, 2, 3]);
         let buckets = Table::<Bucket>::new(1 << 8).unwrap();
-        let x = buckets.intern(a, 16).unwrap();
-        assert_eq!(buckets.intern(a, 16), Some(x));
-        assert_ne!(buckets.intern(a, 32), Some(x));
-        assert_eq!(buckets.get(x).key(), (a, 16));
+        let x = buckets.intern(a, 16, 3).unwrap();
+        assert_eq!(buckets.intern(a, 16, 3), Some(x));
+        assert_ne!(buckets.intern(a, 32, 3), Some(x));
+        assert_ne!(buckets.intern(a, 16, 4), Some(x));
+        assert_eq!(buckets.get(x).key(), (a, 16, 3));
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl EventTable {
         let Some(b) = self
             .stacks
             .intern(stack)
-            .and_then(|s| self.buckets.intern(s, 0))
+            .and_then(|s| self.buckets.intern(s, 0, crate::threads::current()))
         else {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return;
@@ -74,10 +74,11 @@ impl EventTable {
     }
 
     fn snapshot(&self) -> EventData {
-        let mut folded: HashMap<Vec<u64>, (u64, u64)> = HashMap::new();
+        let mut folded: HashMap<(Vec<u64>, u32), (u64, u64)> = HashMap::new();
         for b in self.buckets.iter().filter(|b| b.is_ready()) {
+            let (stack, _, thread) = b.key();
             let e = folded
-                .entry(self.stacks.frames(b.key().0).to_vec())
+                .entry((self.stacks.frames(stack).to_vec(), thread))
                 .or_default();
             e.0 += b.first.load(Ordering::Relaxed);
             e.1 += b.second.load(Ordering::Relaxed);
@@ -85,8 +86,9 @@ impl EventTable {
         EventData {
             events: folded
                 .into_iter()
-                .map(|(stack, (c, d))| EventStack {
+                .map(|((stack, thread), (c, d))| EventStack {
                     stack,
+                    thread,
                     contentions: (c + 500) / 1000,
                     delay_ns: d,
                 })
@@ -105,6 +107,8 @@ static MUTEX: OnceLock<EventTable> = OnceLock::new();
 pub struct EventStack {
     /// Return addresses, leaf first.
     pub stack: Vec<u64>,
+    /// The recording thread's serial in the thread registry.
+    pub thread: u32,
     /// Estimated number of events.
     pub contentions: u64,
     /// Estimated delay, nanoseconds.

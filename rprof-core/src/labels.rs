@@ -1,0 +1,323 @@
+//! The labels of every sample: `test` (the libtest test it belongs to), `thread` (the name of the
+//! thread it was taken on), `binary` (the test or bench target) and `bench` (a criterion
+//! benchmark id), as pprof string labels that `-tagfocus`, `-tags` and Pyroscope read.
+//!
+//! The harness writes each sample with only the serial of its thread (a numeric label,
+//! [`raw::THREAD`]) and, after the samples, one value-less record per thread the program created
+//! ([`raw::RECORD`]: its creator, the order in which it ended, its name, and the creating stack
+//! as its locations). [`apply`] turns that into the final labels once the profile is symbolized:
+//!
+//! 1. A stack that passes through libtest's `test::__rust_begin_short_backtrace` names its test:
+//!    the first frame above it that is not the standard library's (the test function, or the
+//!    closure `#[test]` wraps it in), without its crate and closure segments — `tests::burn`,
+//!    as `cargo test` prints it. Such a sample is labelled with that test, whatever its thread.
+//! 2. Every other sample inherits its thread's test: the thread whose stacks (samples, or the
+//!    stacks that created threads) name a test is that test's libtest thread; a thread created
+//!    by it, directly or through threads it created, belongs to the test **only if it ended
+//!    before the test's thread did** — a thread that outlives its test (a global pool reused by
+//!    later tests) cannot say for which test it works, and gets [`SHARED`], never a wrong test.
+//!    On the libtest thread itself, a stack that does not pass through the marker is libtest's
+//!    own work around the test (spawning, output capture) and is [`SHARED`] too — unless the
+//!    stack was cut at the unwinder's depth limit, when it is the test's (its root is lost).
+//! 3. Samples whose leaf is the harness's own code are [`HARNESS`]; samples of the main thread
+//!    (libtest's runner) and of unknown threads are [`SHARED`]. A profile in which no stack names
+//!    a test (a bench, a plain program) gets no `test` label at all.
+
+use std::collections::HashMap;
+
+use crate::proto::{Label, Profile, Sample};
+
+/// The `test` label key.
+pub const TEST: &str = "test";
+/// The `thread` label key.
+pub const THREAD: &str = "thread";
+/// The `binary` label key.
+pub const BINARY: &str = "binary";
+/// The `bench` label key.
+pub const BENCH: &str = "bench";
+/// The test of work no single test can be charged with: the main thread, a shared pool.
+pub const SHARED: &str = "(shared)";
+/// The test of samples in the profiler's own code.
+pub const HARNESS: &str = "(harness)";
+
+/// The label keys of raw profiles, as the harness writes them and [`apply`] consumes them.
+pub mod raw {
+    /// On a sample: the serial of the thread it was taken on.
+    pub const THREAD: &str = "rprof.thread";
+    /// On a value-less thread record: the thread's serial.
+    pub const RECORD: &str = "rprof.thread_record";
+    /// On a thread record: the creating thread's serial (0 when unknown).
+    pub const CREATOR: &str = "rprof.creator";
+    /// On a thread record: when the thread ended among all threads (1 first), 0 if it did not.
+    pub const EXIT_ORDER: &str = "rprof.exit_order";
+    /// On a thread record: the thread's name (a string label).
+    pub const NAME: &str = "rprof.thread_name";
+}
+
+/// A stack this deep was cut by the harness's unwinder (its `MAX_DEPTH`): its root is lost.
+const TRUNCATED_DEPTH: usize = 128;
+
+/// The serial of the main thread in the harness's registry.
+const MAIN_THREAD: i64 = 1;
+
+/// What a raw profile says of one thread.
+#[derive(Debug, Default, Clone)]
+struct ThreadInfo {
+    creator: i64,
+    exit_order: i64,
+    name: String,
+    /// Tests named by stacks taken on this thread, with how many stacks named each.
+    evidence: HashMap<String, usize>,
+}
+
+impl ThreadInfo {
+    /// The test this thread's own stacks name most often.
+    fn own_test(&self) -> Option<&str> {
+        self.evidence
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(t, _)| t.as_str())
+    }
+}
+
+fn num_label(profile: &Profile, sample: &Sample, key: &str) -> Option<i64> {
+    sample
+        .label
+        .iter()
+        .find(|l| l.str == 0 && profile.str(l.key) == key)
+        .map(|l| l.num)
+}
+
+fn str_label<'p>(profile: &'p Profile, sample: &Sample, key: &str) -> Option<&'p str> {
+    sample
+        .label
+        .iter()
+        .find(|l| l.str != 0 && profile.str(l.key) == key)
+        .map(|l| profile.str(l.str))
+}
+
+/// Function names of `locations` (leaf first), root first, inlined frames in call order.
+fn names_root_first<'p>(
+    profile: &'p Profile,
+    locations: &'p [u64],
+) -> impl Iterator<Item = &'p str> + 'p {
+    locations.iter().rev().flat_map(move |&id| {
+        let lines = profile
+            .location_by_id(id)
+            .map_or(&[][..], |l| &l.line[..]);
+        lines.iter().rev().filter_map(move |line| {
+            let f = profile.function_by_id(line.function_id)?;
+            Some(profile.str(f.name))
+        })
+    })
+}
+
+/// The libtest test a stack runs, as `cargo test` names it: see the module doc.
+pub fn test_of_stack(profile: &Profile, locations: &[u64]) -> Option<String> {
+    let mut names = names_root_first(profile, locations);
+    // libtest's marker; std has one of the same name at the start of every spawned thread.
+    names.find(|n| n.starts_with("test::__rust_begin_short_backtrace"))?;
+    names
+        .find(|n| !is_runtime_frame(n))
+        .and_then(test_name_of_function)
+}
+
+/// Frames of the standard library and libtest between libtest's marker and the test.
+fn is_runtime_frame(name: &str) -> bool {
+    name.starts_with('<')
+        || ["core::", "std::", "alloc::", "test::"]
+            .iter()
+            .any(|p| name.starts_with(p))
+}
+
+/// `krate::tests::burn::{{closure}}` → `tests::burn`.
+fn test_name_of_function(name: &str) -> Option<String> {
+    let mut path = name;
+    loop {
+        let trimmed = path
+            .strip_suffix("::{{closure}}")
+            .or_else(|| {
+                let i = path.rfind("::{closure#")?;
+                path[i..].ends_with('}').then(|| &path[..i])
+            });
+        match trimmed {
+            Some(t) => path = t,
+            None => break,
+        }
+    }
+    let (_crate, rest) = path.split_once("::")?;
+    Some(rest.to_owned())
+}
+
+/// Whether the leaf of `locations` is code of the profiler's preload library.
+fn leaf_in_harness(profile: &Profile, locations: &[u64]) -> bool {
+    let Some(leaf) = locations.first().and_then(|&id| profile.location_by_id(id)) else {
+        return false;
+    };
+    leaf.mapping_id != 0
+        && profile
+            .mapping
+            .get(leaf.mapping_id as usize - 1)
+            .is_some_and(|m| {
+                let file = profile.str(m.filename);
+                let base = file.rsplit('/').next().unwrap_or(file);
+                base.starts_with("librprof_preload")
+            })
+}
+
+/// Replace the raw thread serials and records of a symbolized `profile` by the labels `test`
+/// and `thread`, and add `binary` when given. A profile without records is returned with only
+/// `binary` added.
+pub fn apply(profile: &Profile, binary: Option<&str>) -> Profile {
+    let mut threads: HashMap<i64, ThreadInfo> = HashMap::new();
+    for s in &profile.sample {
+        if let Some(serial) = num_label(profile, s, raw::RECORD) {
+            let t = threads.entry(serial).or_default();
+            t.creator = num_label(profile, s, raw::CREATOR).unwrap_or(0);
+            t.exit_order = num_label(profile, s, raw::EXIT_ORDER).unwrap_or(0);
+            t.name = str_label(profile, s, raw::NAME).unwrap_or("").to_owned();
+        }
+    }
+    // The test each stack names, and the evidence it gives its thread.
+    let mut stack_tests: Vec<Option<String>> = Vec::with_capacity(profile.sample.len());
+    for s in &profile.sample {
+        let test = test_of_stack(profile, &s.location_id);
+        let on = num_label(profile, s, raw::RECORD)
+            .map(|_| num_label(profile, s, raw::CREATOR).unwrap_or(0))
+            .or_else(|| num_label(profile, s, raw::THREAD));
+        if let (Some(test), Some(serial)) = (&test, on) {
+            *threads
+                .entry(serial)
+                .or_default()
+                .evidence
+                .entry(test.clone())
+                .or_default() += 1;
+        }
+        stack_tests.push(test);
+    }
+    let any_test = stack_tests.iter().any(Option::is_some);
+    let inherited: HashMap<i64, Option<String>> = threads
+        .keys()
+        .map(|&serial| (serial, inherited_test(&threads, serial)))
+        .collect();
+
+    let raw_keys = [
+        raw::THREAD,
+        raw::RECORD,
+        raw::CREATOR,
+        raw::EXIT_ORDER,
+        raw::NAME,
+    ];
+    let mut out = profile.clone();
+    out.sample.clear();
+    let mut strings = StringTable::new(&mut out);
+    for (s, test) in profile.sample.iter().zip(stack_tests) {
+        if num_label(profile, s, raw::RECORD).is_some() {
+            continue;
+        }
+        let serial = num_label(profile, s, raw::THREAD);
+        let mut label: Vec<Label> = s
+            .label
+            .iter()
+            .filter(|l| !raw_keys.contains(&profile.str(l.key)))
+            .cloned()
+            .collect();
+        if any_test {
+            let on = serial.and_then(|t| threads.get(&t));
+            let test = if leaf_in_harness(profile, &s.location_id) {
+                Some(HARNESS.to_owned())
+            } else if test.is_some() {
+                test
+            } else if let Some(own) = on.and_then(ThreadInfo::own_test) {
+                (s.location_id.len() >= TRUNCATED_DEPTH).then(|| own.to_owned())
+            } else {
+                serial.and_then(|t| inherited.get(&t).cloned().flatten())
+            };
+            label.push(strings.label(TEST, test.as_deref().unwrap_or(SHARED)));
+        }
+        if let Some(t) = serial.and_then(|t| threads.get(&t)) {
+            if !t.name.is_empty() {
+                label.push(strings.label(THREAD, &t.name));
+            }
+        }
+        if let Some(binary) = binary {
+            label.push(strings.label(BINARY, binary));
+        }
+        strings.out.sample.push(Sample {
+            location_id: s.location_id.clone(),
+            value: s.value.clone(),
+            label,
+        });
+    }
+    out
+}
+
+/// The test a thread whose own stacks name none inherits: that of the nearest creator whose
+/// stacks do, provided the thread ended before that creator did.
+fn inherited_test(threads: &HashMap<i64, ThreadInfo>, serial: i64) -> Option<String> {
+    let me = threads.get(&serial)?;
+    let mut at = me.creator;
+    // A creator chain is finite and acyclic (a thread is created after its creator), but a
+    // corrupt file must not loop: bound the walk.
+    for _ in 0..threads.len() {
+        if at == 0 || at == MAIN_THREAD {
+            return None;
+        }
+        let creator = threads.get(&at)?;
+        if let Some(test) = creator.own_test() {
+            let contained = me.exit_order != 0
+                && creator.exit_order != 0
+                && me.exit_order < creator.exit_order;
+            return contained.then(|| test.to_owned());
+        }
+        at = creator.creator;
+    }
+    None
+}
+
+/// Interns label strings into a profile's string table.
+struct StringTable<'p> {
+    out: &'p mut Profile,
+    index: HashMap<String, i64>,
+}
+
+impl<'p> StringTable<'p> {
+    fn new(out: &'p mut Profile) -> Self {
+        let index = out
+            .string_table
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as i64))
+            .collect();
+        StringTable { out, index }
+    }
+
+    fn intern(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.out.string_table.len() as i64;
+        self.out.string_table.push(s.to_owned());
+        self.index.insert(s.to_owned(), i);
+        i
+    }
+
+    fn label(&mut self, key: &str, value: &str) -> Label {
+        Label {
+            key: self.intern(key),
+            str: self.intern(value),
+            ..Default::default()
+        }
+    }
+}
+
+/// Add the string label `key=value` to every sample of `profile` (e.g. `bench` for a profile
+/// written through the criterion hook).
+pub fn add_label(profile: &mut Profile, key: &str, value: &str) {
+    let mut strings = StringTable::new(profile);
+    let label = strings.label(key, value);
+    for s in &mut profile.sample {
+        s.label.retain(|l| l.key != label.key);
+        s.label.push(label.clone());
+    }
+}
