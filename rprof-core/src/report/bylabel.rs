@@ -319,7 +319,7 @@ pub fn per_label_rows(
         .map(|(label, values)| LabelRow { label, values })
         .collect();
     // Stable: ties keep the label order of the BTreeMap.
-    rows.sort_by(|a, b| b.values[at].cmp(&a.values[at]));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.values[at]));
     Ok(LabelTable {
         key: key.to_owned(),
         columns,

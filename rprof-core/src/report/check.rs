@@ -135,7 +135,7 @@ pub fn compare(
         .filter(|c| threshold.regresses(c.base, c.new))
         .collect();
     // Stable: ties keep the key order.
-    regressions.sort_by(|a, b| b.delta().cmp(&a.delta()));
+    regressions.sort_by_key(|c| std::cmp::Reverse(c.delta()));
     Comparison {
         compared: keys.len(),
         regressions,
