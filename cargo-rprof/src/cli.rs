@@ -63,6 +63,14 @@ pub enum Command {
     Disasm(DisasmArgs),
     /// Browse profiles in a local web UI: top, flame graph, callers, peek; the same filters.
     Web(WebArgs),
+    /// Print one row per test (or other label) with its CPU time, allocations and waits, from
+    /// any mix of CPU, memory, block and mutex profiles.
+    #[command(after_help = TESTS_HELP)]
+    Tests(TestsArgs),
+    /// Compare two profiles per test (or function) and fail when something grew past a
+    /// threshold: a regression gate for CI.
+    #[command(after_help = CHECK_HELP)]
+    Check(CheckArgs),
 }
 
 const PASS_THROUGH_HELP: &str = "\
@@ -377,6 +385,106 @@ pub struct WebArgs {
     pub sources: SourceArgs,
 }
 
+const TESTS_HELP: &str = "\
+Each file is recognised by its sample types: CPU (column cpu), memory (alloc_bytes,
+alloc_objects, inuse_bytes), block or mutex (block, mutex: told apart by a `block` or `mutex` in
+the file name, else the column is called delay). Files of one kind add up. Samples without the
+label are the row (unlabelled); each value is followed by its share of the column's total.
+
+Examples:
+  cargo rprof tests cpu.prof mem.prof block.prof
+  cargo rprof tests mem.prof --sort alloc_objects -n 10
+  cargo rprof tests cpu.prof --by thread --format json";
+
+const CHECK_HELP: &str = "\
+A key regresses when NEW > BASE * (1 + PCT/100) and NEW - BASE >= VALUE; a key only NEW has
+counts from 0. Defaults: for CPU profiles +25% and 50ms (run-to-run noise), for memory, block and
+mutex profiles 0% and 0 (exact at --memprofilerate 1). Exit status: 0 nothing regressed, 1 some
+key regressed (listed, largest change first), 2 bad usage or unreadable profiles.
+
+Example (CI):
+  cargo rprof test --memprofile base/mem.prof --memprofilerate 1   # on the main branch
+  cargo rprof test --memprofile mem.prof --memprofilerate 1        # on the change
+  cargo rprof check base/mem.prof mem.prof --sample-index alloc_objects --max-increase 0";
+
+/// How `tests` prints its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Text,
+    /// An array of objects, one per row, values in nanoseconds, bytes and counts.
+    Json,
+}
+
+/// `cargo rprof tests`.
+#[derive(Debug, Clone, Args)]
+pub struct TestsArgs {
+    /// The profiles to tabulate: any mix of CPU, memory, block and mutex profiles written by a
+    /// `cargo rprof test` that labels samples per test.
+    #[arg(value_name = "FILE", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Sort by this column, largest first (default: the first): cpu, alloc_bytes,
+    /// alloc_objects, inuse_bytes, block, mutex or delay.
+    #[arg(long, value_name = "COLUMN")]
+    pub sort: Option<String>,
+    /// Print a text table or JSON.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
+    pub format: Format,
+    /// The label rows are grouped by: `test`, `thread`, `binary` or `bench`.
+    #[arg(long, value_name = "LABEL", default_value = "test")]
+    pub by: String,
+    /// Show at most N rows (default: all).
+    #[arg(short = 'n', long = "nodecount", value_name = "N")]
+    pub nodecount: Option<usize>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+}
+
+/// A percentage that is a finite number, 0 or more.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{text}` is not a percentage of 0 or more"))
+    }
+}
+
+/// `cargo rprof check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The profile to compare with: the "before", e.g. of the main branch.
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+    /// The profile under test: the "after", of the same kind as BASE.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    /// Compare per value of this label (`test`, `thread`, ...) or, with `function`, per
+    /// function (flat values).
+    #[arg(long, value_name = "LABEL|function", default_value = "test")]
+    pub by: String,
+    /// The sample type to compare, e.g. `cpu`, `alloc_objects`, `delay` (default: the
+    /// profile's default).
+    #[arg(
+        long = "sample-index",
+        visible_alias = "sample_index",
+        value_name = "NAME"
+    )]
+    pub sample_index: Option<String>,
+    /// Allow NEW to exceed BASE by up to PCT percent (default: 25 for CPU, 0 for others).
+    #[arg(long = "max-increase", value_name = "PCT", value_parser = parse_percent)]
+    pub max_increase: Option<f64>,
+    /// Ignore increases smaller than VALUE, in the sample type's unit: `10ms`, `1MB`, `3`
+    /// (default: 50ms for CPU, 0 for others).
+    #[arg(long = "min-delta", value_name = "VALUE")]
+    pub min_delta: Option<String>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+}
+
 /// rprof's own flags of `test` and `bench` that take a value.
 const OWN_VALUE_FLAGS: &[&str] = &[
     "--cpuprofile",
@@ -538,6 +646,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
         Command::List(a) => analyze::list::list(a).map(|()| 0),
         Command::Disasm(a) => analyze::disasm::disasm(a).map(|()| 0),
         Command::Web(a) => crate::web::web(a).map(|()| 0),
+        Command::Tests(a) => analyze::bylabel::tests(a).map(|()| 0),
+        // A gate's errors exit 2, so CI tells "regressed" (1) from "could not check".
+        Command::Check(a) => analyze::check::check(a).map_err(|e| CliError::Gate(Box::new(e))),
     }
 }
 
@@ -716,6 +827,72 @@ mod tests {
             parse(os(&["cargo-rprof", "web"])).is_err(),
             "a file is required"
         );
+    }
+
+    #[test]
+    fn tests_and_check_parse_their_flags() {
+        match parse(os(&[
+            "cargo-rprof",
+            "tests",
+            "cpu.prof",
+            "mem.prof",
+            "--sort",
+            "alloc_objects",
+            "--format",
+            "json",
+            "-n",
+            "3",
+            "--tagfocus",
+            "test=a",
+        ]))
+        .unwrap()
+        {
+            Command::Tests(t) => {
+                assert_eq!(t.files.len(), 2);
+                assert_eq!(t.sort.as_deref(), Some("alloc_objects"));
+                assert_eq!(
+                    (t.format, t.by.as_str(), t.nodecount),
+                    (Format::Json, "test", Some(3))
+                );
+                assert_eq!(t.filters.tagfocus.as_deref(), Some("test=a"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(os(&[
+            "cargo-rprof",
+            "check",
+            "base.prof",
+            "new.prof",
+            "--max-increase",
+            "10%",
+            "--min-delta",
+            "1MB",
+            "--by",
+            "function",
+        ]))
+        .unwrap()
+        {
+            Command::Check(c) => {
+                assert_eq!((c.base, c.new), ("base.prof".into(), "new.prof".into()));
+                assert_eq!(c.max_increase, Some(10.0));
+                assert_eq!(c.min_delta.as_deref(), Some("1MB"));
+                assert_eq!(c.by, "function");
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["-1", "x", "inf"] {
+            let e = parse(os(&[
+                "cargo-rprof",
+                "check",
+                "a",
+                "b",
+                "--max-increase",
+                bad,
+            ]));
+            assert!(e.is_err(), "{bad}");
+        }
+        assert!(parse(os(&["cargo-rprof", "check", "only-one.prof"])).is_err());
+        assert!(parse(os(&["cargo-rprof", "tests", "a", "--format", "xml"])).is_err());
     }
 
     #[test]

@@ -40,6 +40,17 @@ pub enum CliError {
     /// A run produced no profile at all.
     #[error("{0}")]
     NoProfile(String),
+    /// A per-label report over a profile none of whose samples has the label.
+    #[error("{path} has no `{key}` labels: profile it with a cargo rprof that labels samples per test (test, thread, binary, bench)")]
+    NoLabel {
+        /// The file.
+        path: PathBuf,
+        /// The label asked for.
+        key: String,
+    },
+    /// An error of `cargo rprof check`, which exits 2 whatever it is (1 means "regressed").
+    #[error(transparent)]
+    Gate(Box<CliError>),
     /// Some other I/O failure, with context.
     #[error("{context}: {source}")]
     Io {
@@ -52,10 +63,11 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The process exit code for this error: 2 for usage errors (as clap and cargo do), 1 else.
+    /// The process exit code for this error: 2 for usage errors (as clap and cargo do) and for
+    /// a regression gate that could not check, 1 else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Usage(_) => 2,
+            CliError::Usage(_) | CliError::Gate(_) => 2,
             _ => 1,
         }
     }

@@ -51,3 +51,12 @@ pub(crate) fn note(message: impl std::fmt::Display) {
         eprintln!("note: {message}");
     }
 }
+
+/// `error: message`, for a failure that is not an error value (a regression gate's verdict).
+pub(crate) fn failure(message: impl std::fmt::Display) {
+    if color() {
+        eprintln!("\x1b[1;31merror\x1b[0m: {message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+}

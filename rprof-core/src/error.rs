@@ -32,6 +32,19 @@ pub enum Error {
         /// What the profile offers, comma separated.
         available: String,
     },
+    /// A report option that does not fit the profiles: a column they lack, an amount in a unit
+    /// their values are not in.
+    #[error("{0}")]
+    BadOption(String),
+    /// A per-label report (`tests`, `check --by test`) over a profile with samples of which
+    /// none carries the label: profiled before rprof labelled samples, or by another tool.
+    #[error("input {input} has no `{key}` labels")]
+    NoLabel {
+        /// The label key asked for (`test`, ...).
+        key: String,
+        /// Which of the inputs (0-based), so the caller can name its file.
+        input: usize,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

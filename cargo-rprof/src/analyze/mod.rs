@@ -1,6 +1,8 @@
 //! `cargo rprof top|traces|tree|peek|diff|flamegraph FILE...`: read pprof files and print what
 //! `go tool pprof` prints with the same options, or write a flame graph. Every command loads its
 //! inputs the same way ([`load_report_input`]): merge the files, combine a base, check filters.
+//! `tests` and `check` ([`bylabel`], [`check`]) read each file on its own: they group by label
+//! across profiles of different kinds, or compare two.
 
 use std::path::Path;
 
@@ -11,6 +13,8 @@ use rprof_core::{codec, Profile};
 use crate::cli::{DiffArgs, FlamegraphArgs, PeekArgs, ReportArgs, TopArgs};
 use crate::CliError;
 
+pub mod bylabel;
+pub mod check;
 pub mod disasm;
 pub mod list;
 

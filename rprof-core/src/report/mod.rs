@@ -18,6 +18,8 @@
 //! Flame graphs are SVG drawn by inferno from the profile's stacks folded root first.
 
 pub mod base;
+pub mod bylabel;
+pub mod check;
 #[cfg(feature = "disasm")]
 pub mod disasm;
 pub mod filter;

@@ -123,6 +123,29 @@ pub(crate) fn scale(value: i64, from: &str, to: &str) -> (f64, String) {
     }
 }
 
+/// `text` — a number with an optional unit, as pprof's flags take them (`10ms`, `1.5MB`, `3`) —
+/// as a whole number of `to` units (rounded to the nearest). A bare number is already in `to`.
+/// `None` when the text is not a number or its unit is not convertible to `to` (`10ms` of bytes).
+pub(crate) fn parse_quantity(text: &str, to: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    if !number.is_finite() {
+        return None;
+    }
+    if unit.is_empty() {
+        return Some(number.round() as i64);
+    }
+    let converted = UNIT_TYPES.iter().find_map(|ut| {
+        let (from, to) = (ut.sniff(unit)?, ut.sniff(to)?);
+        Some(number * from.factor / to.factor)
+    })?;
+    Some(converted.round() as i64)
+}
+
 /// `value` in unit `from` printed in unit `to`, two decimals unless they are zeros.
 pub(crate) fn scaled_label(value: i64, from: &str, to: &str) -> String {
     let (v, u) = scale(value, from, to);
@@ -215,6 +238,19 @@ mod tests {
         assert_eq!(scaled_label(512, "bytes", "kB"), "0.50kB");
         assert_eq!(scaled_label(12, "count", "count"), "12");
         assert_eq!(scaled_label(5, "widgets", "widgets"), "5widgets");
+    }
+
+    #[test]
+    fn quantities_convert_to_the_sample_unit() {
+        assert_eq!(parse_quantity("10ms", "nanoseconds"), Some(10_000_000));
+        assert_eq!(parse_quantity("1.5s", "nanoseconds"), Some(1_500_000_000));
+        assert_eq!(parse_quantity("1MB", "bytes"), Some(1 << 20));
+        assert_eq!(parse_quantity("3", "count"), Some(3));
+        assert_eq!(parse_quantity("250", "nanoseconds"), Some(250));
+        assert_eq!(parse_quantity("10ms", "bytes"), None, "time is not memory");
+        assert_eq!(parse_quantity("1kB", "count"), None);
+        assert_eq!(parse_quantity("ms", "nanoseconds"), None);
+        assert_eq!(parse_quantity("", "count"), None);
     }
 
     #[test]
