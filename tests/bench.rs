@@ -32,6 +32,19 @@ fn criterion_hook_writes_a_profile_and_flame_graph_per_benchmark() {
             svg.contains("<svg") && svg.contains(hot),
             "{bench}: flame graph lacks {hot}"
         );
+        let benches: Vec<&str> = profile
+            .sample
+            .iter()
+            .map(|s| {
+                let label = s.label.iter().find(|l| profile.str(l.key) == "bench");
+                label.map_or("", |l| profile.str(l.str))
+            })
+            .collect();
+        assert!(
+            !benches.is_empty() && benches.iter().all(|b| *b == bench),
+            "{bench}: samples labelled {:?}",
+            benches.iter().take(3).collect::<Vec<_>>()
+        );
         let index = profile.sample_index("cpu").unwrap();
         let rows = rprof::report::function_rows(&profile, index);
         assert!(
@@ -40,6 +53,18 @@ fn criterion_hook_writes_a_profile_and_flame_graph_per_benchmark() {
             rows.iter().take(3).collect::<Vec<_>>()
         );
         if let Some(go) = go_tool() {
+            let tags = run({
+                let mut c = Command::new(&go);
+                c.args(["tool", "pprof", "-tags"]).arg(&file);
+                c
+            });
+            tags.expect_code(0);
+            assert!(
+                tags.stdout.contains(" bench: Total")
+                    && tags.stdout.contains(&format!("(  100%): {bench}\n")),
+                "{bench}: go tool pprof -tags shows\n{}",
+                tags.stdout
+            );
             let top = run({
                 let mut c = Command::new(&go);
                 c.args(["tool", "pprof", "-top"]).arg(&file);

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use rprof_core::report::bylabel::{self, ProfileKindGuess};
 use rprof_core::report::{self, ReportOptions};
 use rprof_core::symbolize::Symbolizer;
 use rprof_core::{codec, edit, labels, merge, Profile};
@@ -134,9 +135,7 @@ fn uses_default_allocator(binary: &Path) -> std::io::Result<bool> {
 fn target_name(binary: &Path) -> String {
     let name = display_name(binary);
     match name.rsplit_once('-') {
-        Some((target, hash))
-            if hash.len() == 16 && hash.bytes().all(|c| c.is_ascii_hexdigit()) =>
-        {
+        Some((target, hash)) if hash.len() == 16 && hash.bytes().all(|c| c.is_ascii_hexdigit()) => {
             target.to_owned()
         }
         _ => name,
@@ -149,6 +148,46 @@ fn display_name(binary: &Path) -> String {
         |n| n.to_string_lossy().into_owned(),
     )
 }
+
+/// Comments that mark a profile for tools rather than tell the user something.
+const MARKER_COMMENTS: [&str; 3] = [
+    rprof_core::PROFILED_ALLOC_COMMENT,
+    bylabel::BLOCK_PROFILE_COMMENT,
+    bylabel::MUTEX_PROFILE_COMMENT,
+];
+
+/// The tests that cost most, when the profile's samples carry `test` labels.
+fn print_tests(profile: &Profile, kind: ProfileKind) {
+    let guess = match kind {
+        ProfileKind::Cpu => ProfileKindGuess::Cpu,
+        ProfileKind::Mem => ProfileKindGuess::Memory,
+        ProfileKind::Block => ProfileKindGuess::Block,
+        ProfileKind::Mutex => ProfileKindGuess::Mutex,
+        ProfileKind::ThreadCreate => return,
+    };
+    if bylabel::lacks_label(profile, labels::TEST) {
+        return;
+    }
+    let Ok(table) = bylabel::per_label_rows(
+        &[(guess, profile)],
+        labels::TEST,
+        &bylabel::LabelOptions::default(),
+    ) else {
+        return;
+    };
+    if table.rows.len() < 2 {
+        return;
+    }
+    term::status("Tests", "that cost most (cargo rprof tests FILE for all)");
+    for line in table.text(Some(TESTS_SHOWN)).lines() {
+        if !line.starts_with("Showing") {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// How many tests the run summary lists.
+const TESTS_SHOWN: usize = 5;
 
 fn print_report(profile: &Profile, request: &Request, binaries: usize, session: &Path) {
     let index = profile.default_sample_index();
@@ -175,7 +214,10 @@ fn print_report(profile: &Profile, request: &Request, binaries: usize, session: 
     ));
     term::status("Profiled", summary);
     for c in &profile.comment {
-        term::warning(profile.str(*c));
+        let text = profile.str(*c);
+        if !MARKER_COMMENTS.contains(&text) {
+            term::warning(text);
+        }
     }
     let opts = ReportOptions {
         nodecount: Some(10),
@@ -190,6 +232,7 @@ fn print_report(profile: &Profile, request: &Request, binaries: usize, session: 
             eprintln!("{line}");
         }
     }
+    print_tests(profile, request.kind);
     let file = request.output.display();
     term::status(
         "Binaries",

@@ -102,9 +102,7 @@ fn names_root_first<'p>(
     locations: &'p [u64],
 ) -> impl Iterator<Item = &'p str> + 'p {
     locations.iter().rev().flat_map(move |&id| {
-        let lines = profile
-            .location_by_id(id)
-            .map_or(&[][..], |l| &l.line[..]);
+        let lines = profile.location_by_id(id).map_or(&[][..], |l| &l.line[..]);
         lines.iter().rev().filter_map(move |line| {
             let f = profile.function_by_id(line.function_id)?;
             Some(profile.str(f.name))
@@ -134,12 +132,10 @@ fn is_runtime_frame(name: &str) -> bool {
 fn test_name_of_function(name: &str) -> Option<String> {
     let mut path = name;
     loop {
-        let trimmed = path
-            .strip_suffix("::{{closure}}")
-            .or_else(|| {
-                let i = path.rfind("::{closure#")?;
-                path[i..].ends_with('}').then(|| &path[..i])
-            });
+        let trimmed = path.strip_suffix("::{{closure}}").or_else(|| {
+            let i = path.rfind("::{closure#")?;
+            path[i..].ends_with('}').then(|| &path[..i])
+        });
         match trimmed {
             Some(t) => path = t,
             None => break,
@@ -265,9 +261,8 @@ fn inherited_test(threads: &HashMap<i64, ThreadInfo>, serial: i64) -> Option<Str
         }
         let creator = threads.get(&at)?;
         if let Some(test) = creator.own_test() {
-            let contained = me.exit_order != 0
-                && creator.exit_order != 0
-                && me.exit_order < creator.exit_order;
+            let contained =
+                me.exit_order != 0 && creator.exit_order != 0 && me.exit_order < creator.exit_order;
             return contained.then(|| test.to_owned());
         }
         at = creator.creator;
@@ -319,5 +314,188 @@ pub fn add_label(profile: &mut Profile, key: &str, value: &str) {
     for s in &mut profile.sample {
         s.label.retain(|l| l.key != label.key);
         s.label.push(label.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::ProfileBuilder;
+
+    const LIBTEST: &str = "test::__rust_begin_short_backtrace::<fn()>";
+
+    /// A CPU-like profile builder with helpers for stacks of function names (root first).
+    struct Raw {
+        b: ProfileBuilder,
+        next_address: u64,
+    }
+
+    impl Raw {
+        fn new() -> Raw {
+            Raw {
+                b: ProfileBuilder::new(&[("samples", "count")], ("cpu", "nanoseconds"), 1),
+                next_address: 0x1000,
+            }
+        }
+
+        fn stack(&mut self, root_first: &[&str]) -> Vec<u64> {
+            let mut ids: Vec<u64> = root_first
+                .iter()
+                .map(|name| {
+                    let f = self.b.function(name, name, "", 0);
+                    self.next_address += 1;
+                    self.b.location(0, self.next_address, &[(f, 1)])
+                })
+                .collect();
+            ids.reverse();
+            ids
+        }
+
+        fn num(&mut self, key: &str, num: i64) -> Label {
+            Label {
+                key: self.b.string(key),
+                num,
+                ..Default::default()
+            }
+        }
+
+        fn sample(&mut self, thread: i64, root_first: &[&str], value: i64) {
+            let ids = self.stack(root_first);
+            let label = self.num(raw::THREAD, thread);
+            self.b.add_labeled_sample(&ids, &[value], vec![label]);
+        }
+
+        /// A thread record: `serial` created by `creator` from `root_first`, ended `exit`-th.
+        fn thread(
+            &mut self,
+            serial: i64,
+            creator: i64,
+            exit: i64,
+            name: &str,
+            root_first: &[&str],
+        ) {
+            let ids = self.stack(root_first);
+            let labels = vec![
+                self.num(raw::RECORD, serial),
+                self.num(raw::CREATOR, creator),
+                self.num(raw::EXIT_ORDER, exit),
+                Label {
+                    key: self.b.string(raw::NAME),
+                    str: self.b.string(name),
+                    ..Default::default()
+                },
+            ];
+            self.b.add_labeled_sample(&ids, &[0], labels);
+        }
+    }
+
+    fn by_label(p: &Profile, key: &str) -> Vec<(String, i64)> {
+        let mut m: HashMap<String, i64> = HashMap::new();
+        for s in &p.sample {
+            let v = str_label(p, s, key).unwrap_or("").to_owned();
+            *m.entry(v).or_default() += s.value[0];
+        }
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn test_names_as_cargo_prints_them() {
+        let name = |n| test_name_of_function(n);
+        assert_eq!(
+            name("krate::tests::burn::{{closure}}").unwrap(),
+            "tests::burn"
+        );
+        assert_eq!(name("krate::a::b::{closure#0}").unwrap(), "a::b");
+        assert_eq!(name("krate::top_level").unwrap(), "top_level");
+        assert_eq!(name("lonely"), None);
+    }
+
+    /// The test thread's own stacks name the test; a joined worker inherits it; a pool thread
+    /// that outlived the test, the main thread and libtest's own frames are `(shared)`.
+    #[test]
+    fn tests_found_inherited_and_shared() {
+        let mut r = Raw::new();
+        let in_test = [
+            "start_thread",
+            "test::run_test",
+            LIBTEST,
+            "core::ops::function::FnOnce::call_once",
+            "k::tests::a::{{closure}}",
+            "k::tests::a",
+            "k::work",
+        ];
+        r.thread(1, 0, 0, "main", &[]);
+        r.thread(2, 1, 5, "tests::a", &["main", "test::run_tests"]);
+        r.thread(3, 2, 4, "worker", &in_test);
+        r.thread(4, 2, 0, "pool", &in_test);
+        r.sample(2, &in_test, 10);
+        r.sample(
+            2,
+            &["start_thread", "test::run_test", "alloc::vec::Vec::new"],
+            1,
+        );
+        r.sample(3, &["start_thread", "k::worker_body"], 20);
+        r.sample(4, &["start_thread", "k::pool_body"], 40);
+        r.sample(1, &["main", "test::run_tests"], 100);
+        let p = apply(&r.b.build(), Some("bin"));
+        assert_eq!(
+            by_label(&p, TEST),
+            vec![("(shared)".into(), 141), ("tests::a".into(), 30)]
+        );
+        assert_eq!(
+            by_label(&p, THREAD),
+            vec![
+                ("main".into(), 100),
+                ("pool".into(), 40),
+                ("tests::a".into(), 11),
+                ("worker".into(), 20)
+            ]
+        );
+        assert_eq!(by_label(&p, BINARY), vec![("bin".into(), 171)]);
+        assert!(p
+            .sample
+            .iter()
+            .all(|s| s.label.iter().all(|l| !p.str(l.key).starts_with("rprof."))));
+        assert_eq!(p.sample.len(), 5, "thread records are gone");
+    }
+
+    /// A worker created by a thread of the test (not the test's thread itself) still inherits
+    /// it; a stack cut at the depth limit on the test's thread stays the test's.
+    #[test]
+    fn grandchildren_and_truncated_stacks() {
+        let mut r = Raw::new();
+        let in_test = ["start_thread", LIBTEST, "k::t::{{closure}}"];
+        r.thread(2, 1, 9, "t", &["main"]);
+        r.thread(3, 2, 5, "child", &in_test);
+        r.thread(4, 3, 4, "grandchild", &["start_thread", "k::spawner"]);
+        r.sample(2, &in_test, 1);
+        r.sample(4, &["start_thread", "k::leaf"], 7);
+        let deep: Vec<&str> = std::iter::repeat_n("k::recurse", TRUNCATED_DEPTH).collect();
+        r.sample(2, &deep, 3);
+        let p = apply(&r.b.build(), None);
+        assert_eq!(by_label(&p, TEST), vec![("t".into(), 11)]);
+    }
+
+    /// A profile where no stack names a test (a bench, a program) gets no `test` label.
+    #[test]
+    fn no_test_no_label() {
+        let mut r = Raw::new();
+        r.thread(1, 0, 0, "main", &[]);
+        r.sample(1, &["main", "k::bench"], 5);
+        let p = apply(&r.b.build(), None);
+        assert_eq!(by_label(&p, TEST), vec![("".into(), 5)]);
+        assert_eq!(by_label(&p, THREAD), vec![("main".into(), 5)]);
+    }
+
+    #[test]
+    fn add_label_replaces() {
+        let mut r = Raw::new();
+        r.sample(9, &["x"], 2);
+        let mut p = apply(&r.b.build(), None);
+        add_label(&mut p, BENCH, "a");
+        add_label(&mut p, BENCH, "b");
+        assert_eq!(by_label(&p, BENCH), vec![("b".into(), 2)]);
     }
 }

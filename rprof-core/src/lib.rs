@@ -31,6 +31,12 @@ pub use proto::Profile;
 /// `rprof_harness::ProfiledAlloc` (written by the harness, read by `cargo rprof`).
 pub const PROFILED_ALLOC_COMMENT: &str = "rprof: allocations reported by ProfiledAlloc";
 
+/// The comment that marks a block profile (block and mutex profiles have the same sample types).
+pub const BLOCK_PROFILE_COMMENT: &str = "rprof: block profile";
+
+/// The comment that marks a mutex profile.
+pub const MUTEX_PROFILE_COMMENT: &str = "rprof: mutex profile";
+
 /// The mapping file name of the vDSO, the kernel's code mapped into every process.
 pub const VDSO_MAPPING: &str = "[vdso]";
 

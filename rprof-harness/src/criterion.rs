@@ -1,5 +1,6 @@
 //! A criterion profiler hook: one symbolized pprof file and one flame graph per benchmark, in
-//! the benchmark's own directory under `target/criterion/`.
+//! the benchmark's own directory under `target/criterion/`. Every sample carries the label
+//! `bench=<benchmark id>`.
 //!
 //! ```ignore
 //! use criterion::{criterion_group, criterion_main, Criterion};
@@ -22,7 +23,7 @@
 use std::path::Path;
 
 use rprof_core::report::{self, ReportOptions};
-use rprof_core::{codec, edit, Profile};
+use rprof_core::{codec, edit, labels, Profile};
 
 use crate::pprof::{self, CpuProfile};
 
@@ -69,13 +70,19 @@ impl criterion::profiler::Profiler for Profiler {
         }
         if let Some(cpu) = self.cpu.take() {
             match cpu.stop() {
-                Ok(p) => written.extend(write(benchmark_dir, "cpu", benchmark_id, &p)),
+                Ok(mut p) => {
+                    labels::add_label(&mut p, labels::BENCH, benchmark_id);
+                    written.extend(write(benchmark_dir, "cpu", benchmark_id, &p))
+                }
                 Err(e) => eprintln!("rprof: {benchmark_id}: {e}"),
             }
         }
         if let Some(before) = self.heap_before.take() {
             match pprof::heap_profile().map(|after| edit::subtract(&after, &before)) {
-                Ok(Ok(delta)) => written.extend(write(benchmark_dir, "heap", benchmark_id, &delta)),
+                Ok(Ok(mut delta)) => {
+                    labels::add_label(&mut delta, labels::BENCH, benchmark_id);
+                    written.extend(write(benchmark_dir, "heap", benchmark_id, &delta))
+                }
                 Ok(Err(e)) => eprintln!("rprof: {benchmark_id}: {e}"),
                 Err(e) => eprintln!("rprof: {benchmark_id}: {e}"),
             }

@@ -193,10 +193,11 @@ fn symbolize(raw: &Profile, trim: Option<fn(&str) -> bool>) -> Profile {
                 .flatten()
         };
         let symbolized = Symbolizer::new().symbolize(raw, &resolve).profile;
-        match trim {
+        let trimmed = match trim {
             Some(trim) => edit::trim_leaf_frames(&symbolized, trim),
             None => symbolized,
-        }
+        };
+        rprof_core::labels::apply(&trimmed, None)
     })
 }
 

@@ -49,7 +49,12 @@ pub(crate) fn add_stacks<'a>(
     add_thread_records(b, &ranges, &crate::threads::snapshot());
 }
 
-fn locations(b: &mut ProfileBuilder, ranges: &[(u64, u64, u64)], stack: &[u64], ids: &mut Vec<u64>) {
+fn locations(
+    b: &mut ProfileBuilder,
+    ranges: &[(u64, u64, u64)],
+    stack: &[u64],
+    ids: &mut Vec<u64>,
+) {
     ids.clear();
     ids.extend(
         stack
@@ -224,6 +229,10 @@ pub fn event_profile(data: &EventData, objects: &[LoadedObject], what: &str) -> 
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
     b.time(now, 0);
+    b.comment(match what {
+        "block" => rprof_core::BLOCK_PROFILE_COMMENT,
+        _ => rprof_core::MUTEX_PROFILE_COMMENT,
+    });
     if data.lost > 0 {
         b.comment(&format!(
             "rprof: {} {what} events lost (tables full)",

@@ -145,7 +145,10 @@ fn own_name() -> String {
 /// Every record so far, with the names of threads still running read now. Allocates.
 pub fn snapshot() -> Vec<ThreadRecord> {
     let mut records = lock().clone();
-    for r in records.iter_mut().filter(|r| r.exit_order == 0 && r.tid > 0) {
+    for r in records
+        .iter_mut()
+        .filter(|r| r.exit_order == 0 && r.tid > 0)
+    {
         if let Ok(name) = std::fs::read_to_string(format!("/proc/self/task/{}/comm", r.tid)) {
             r.name = name.trim_end_matches('\n').to_owned();
         }

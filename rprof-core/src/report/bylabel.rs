@@ -19,11 +19,7 @@ use crate::{Error, Result};
 /// The row of the samples that lack the label.
 pub const UNLABELLED: &str = "(unlabelled)";
 
-/// A comment that marks a profile as a block profile (a block and a mutex profile have the same
-/// sample types; without this comment the file name tells them apart).
-pub const BLOCK_PROFILE_COMMENT: &str = "rprof: block profile";
-/// A comment that marks a profile as a mutex profile (see [`BLOCK_PROFILE_COMMENT`]).
-pub const MUTEX_PROFILE_COMMENT: &str = "rprof: mutex profile";
+pub use crate::{BLOCK_PROFILE_COMMENT, MUTEX_PROFILE_COMMENT};
 
 /// What kind of profile a file holds, as far as its sample types, comments and file name tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,259 @@
+//! End-to-end tests of the labels on every sample (`test`, `thread`, `binary`) and of the
+//! per-test report built on them, against costs the fixture's tests measure or know exactly.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use rprof::{go_tool, read_profile, run, Fixture, Profile};
+
+/// The string values of label `key` on `profile`'s samples, with the sum of sample type `index`.
+fn label_totals(profile: &Profile, key: &str, index: usize) -> HashMap<String, i64> {
+    let mut totals = HashMap::new();
+    for s in &profile.sample {
+        let value = s
+            .label
+            .iter()
+            .find(|l| profile.str(l.key) == key)
+            .map_or("", |l| profile.str(l.str));
+        *totals.entry(value.to_owned()).or_default() += s.value[index];
+    }
+    totals
+}
+
+/// `go tool pprof -tagfocus test=^NAME$ -top` on `file`: the value its header says the shown
+/// nodes account for, in the unit it prints (`297ms`, `1001`).
+fn go_tagfocus_total(
+    go: &std::path::Path,
+    file: &std::path::Path,
+    index: &str,
+    test: &str,
+) -> String {
+    let ran = run({
+        let mut c = Command::new(go);
+        c.args(["tool", "pprof", "-top", "-sample_index", index])
+            .arg(format!(
+                "-tagfocus=test=^{}$",
+                test.replace('(', "\\(").replace(')', "\\)")
+            ))
+            .arg(file);
+        c
+    });
+    ran.expect_code(0);
+    let line = ran
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Showing nodes accounting for"))
+        .unwrap_or_else(|| panic!("no header in\n{}", ran.stdout));
+    line["Showing nodes accounting for ".len()..]
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A duration as pprof prints it (`297ms`, `0.30s`, `1.50mins`), in nanoseconds.
+fn go_duration_ns(text: &str) -> f64 {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "mins" => 60e9,
+        "hrs" => 3600e9,
+        _ => panic!("unknown unit in {text:?}"),
+    };
+    number.parse::<f64>().unwrap() * scale
+}
+
+/// Per-test attribution, with libtest's default parallel threads: CPU within ±5% of what each
+/// test measured on its own threads (spawned threads included), allocation counts and bytes
+/// exact at rate 1, a shared pool's work never charged to the test that asked for it, the
+/// `tests` report and `go tool pprof -tagfocus` agreeing with the labels.
+#[test]
+fn each_test_is_charged_what_it_cost() {
+    let fixture = Fixture::copy("test_costs");
+    let ran = run(fixture.rprof(&[
+        "test",
+        "--cpuprofile",
+        "cpu.prof",
+        "--cpuprofilerate",
+        "1000",
+        "--memprofile",
+        "mem.prof",
+        "--memprofilerate",
+        "1",
+        "--",
+        "--nocapture",
+    ]));
+    ran.expect_code(0);
+    let truth = ran.truth();
+    assert!(
+        ran.stderr.contains("Tests that cost most"),
+        "the run summary lists no tests:\n{}",
+        ran.stderr
+    );
+    let cpu = read_profile(&fixture.path("cpu.prof"));
+    let mem = read_profile(&fixture.path("mem.prof"));
+    let cpu_index = cpu.sample_index("cpu").unwrap();
+    let by_test = label_totals(&cpu, "test", cpu_index);
+    for test in [
+        "tests::burn_03",
+        "tests::burn_06",
+        "tests::burn_09",
+        "tests::spawns_two",
+    ] {
+        let want = truth[&format!("cpu_ns.{test}")] as f64;
+        let got = by_test.get(test).copied().unwrap_or(0) as f64;
+        eprintln!(
+            "{test}: profile {:.1} ms, measured {:.1} ms",
+            got / 1e6,
+            want / 1e6
+        );
+        assert!(
+            (got / want - 1.0).abs() <= 0.05,
+            "{test}: {got} ns in the profile, {want} ns measured (±5%)"
+        );
+    }
+    // The pool lives on after the test that created it: its work is nobody's in particular.
+    let pool = truth["cpu_ns.pool"] as f64;
+    let asked = by_test.get("tests::uses_pool").copied().unwrap_or(0) as f64;
+    let shared = by_test.get("(shared)").copied().unwrap_or(0) as f64;
+    eprintln!(
+        "pool: measured {:.1} ms, (shared) {:.1} ms, uses_pool {:.1} ms",
+        pool / 1e6,
+        shared / 1e6,
+        asked / 1e6
+    );
+    assert!(
+        asked < 0.05 * pool,
+        "uses_pool was charged the pool's work: {asked} ns"
+    );
+    assert!(
+        shared >= 0.95 * pool,
+        "(shared) has {shared} ns, the pool worked {pool} ns"
+    );
+    assert!(!by_test.contains_key(""), "a cpu sample has no test label");
+
+    let objects = label_totals(&mem, "test", mem.sample_index("alloc_objects").unwrap());
+    let bytes = label_totals(&mem, "test", mem.sample_index("alloc_space").unwrap());
+    for (test, n, size) in [
+        ("tests::allocs_1001", 1001, 108_000),
+        ("tests::allocs_501", 501, 36_000),
+    ] {
+        assert_eq!(
+            (objects[test], bytes[test]),
+            (n, size),
+            "{test}: objects, bytes"
+        );
+    }
+    let threads = label_totals(&cpu, "thread", cpu_index);
+    assert!(
+        threads.contains_key("tests::burn_09") && threads.contains_key("shared-pool"),
+        "thread labels: {:?}",
+        threads.keys().collect::<Vec<_>>()
+    );
+
+    // The per-test report says the same.
+    let report = run(fixture.rprof(&["tests", "cpu.prof", "mem.prof", "--format", "json"]));
+    report.expect_code(0);
+    let rows: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    let row = |test: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["test"] == test)
+            .unwrap_or_else(|| panic!("no row for {test} in {}", report.stdout))
+            .clone()
+    };
+    assert_eq!(row("tests::burn_09")["cpu_ns"], by_test["tests::burn_09"]);
+    assert_eq!(row("tests::allocs_1001")["alloc_objects"], 1001);
+    assert_eq!(row("tests::allocs_501")["alloc_bytes"], 36_000);
+    assert_eq!(
+        rows[0]["test"], "tests::burn_09",
+        "sorted by cpu: {}",
+        report.stdout
+    );
+
+    if let Some(go) = go_tool() {
+        for test in ["tests::burn_03", "tests::spawns_two", "(shared)"] {
+            let shown = go_tagfocus_total(&go, &fixture.path("cpu.prof"), "cpu", test);
+            let go_ns = go_duration_ns(&shown);
+            // pprof prints three significant digits (`0.30s`, `299ms`).
+            assert!(
+                (go_ns - by_test[test] as f64).abs() <= 0.01 * by_test[test] as f64,
+                "{test}: go shows {shown}, the labels sum to {} ns",
+                by_test[test]
+            );
+        }
+        for test in ["tests::allocs_1001", "tests::allocs_501"] {
+            let shown = go_tagfocus_total(&go, &fixture.path("mem.prof"), "alloc_objects", test);
+            assert_eq!(shown, objects[test].to_string(), "{test}");
+        }
+    }
+}
+
+/// A run over several test binaries labels each sample with its binary (cargo's target name),
+/// and `go tool pprof -tags` reads the labels.
+#[test]
+fn merged_runs_label_each_binary() {
+    let fixture = Fixture::copy("multi");
+    run(fixture.rprof(&[
+        "test",
+        "--cpuprofile",
+        "cpu.prof",
+        "--cpuprofilerate",
+        "1000",
+    ]))
+    .expect_code(0);
+    let cpu = read_profile(&fixture.path("cpu.prof"));
+    let index = cpu.sample_index("cpu").unwrap();
+    let mut pairs: HashMap<(String, String), i64> = HashMap::new();
+    for s in &cpu.sample {
+        let label = |key: &str| {
+            s.label
+                .iter()
+                .find(|l| cpu.str(l.key) == key)
+                .map_or(String::new(), |l| cpu.str(l.str).to_owned())
+        };
+        *pairs.entry((label("binary"), label("test"))).or_default() += s.value[index];
+    }
+    for (binary, test) in [("alpha", "alpha_is_hot"), ("beta", "beta_is_hot")] {
+        let v = pairs
+            .get(&(binary.into(), test.into()))
+            .copied()
+            .unwrap_or(0);
+        assert!(v > 0, "no cpu for {binary}/{test}: {pairs:?}");
+    }
+    assert!(
+        pairs
+            .keys()
+            .all(|(b, _)| ["alpha", "beta", "multi"].contains(&b.as_str())),
+        "binaries: {pairs:?}"
+    );
+    if let Some(go) = go_tool() {
+        let tags = run({
+            let mut c = Command::new(&go);
+            c.args(["tool", "pprof", "-tags"])
+                .arg(fixture.path("cpu.prof"));
+            c
+        });
+        tags.expect_code(0);
+        for want in [
+            " binary: Total",
+            "): alpha\n",
+            "): beta\n",
+            " test: Total",
+            "): alpha_is_hot\n",
+        ] {
+            assert!(
+                tags.stdout.contains(want),
+                "-tags lacks {want:?}:\n{}",
+                tags.stdout
+            );
+        }
+    }
+}
