@@ -6,6 +6,10 @@ use std::process::Command;
 
 use rprof::{go_tool, read_profile, run, Fixture, Profile};
 
+/// The fixture runs of this file, one at a time: CPU-timer samples are lost when threads fight
+/// for the CPU (see the README's limits), and these tests measure accuracy.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The string values of label `key` on `profile`'s samples, with the sum of sample type `index`.
 fn label_totals(profile: &Profile, key: &str, index: usize) -> HashMap<String, i64> {
     let mut totals = HashMap::new();
@@ -75,6 +79,7 @@ fn go_duration_ns(text: &str) -> f64 {
 /// `tests` report and `go tool pprof -tagfocus` agreeing with the labels.
 #[test]
 fn each_test_is_charged_what_it_cost() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::copy("test_costs");
     let ran = run(fixture.rprof(&[
         "test",
@@ -200,6 +205,7 @@ fn each_test_is_charged_what_it_cost() {
 /// and `go tool pprof -tags` reads the labels.
 #[test]
 fn merged_runs_label_each_binary() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::copy("multi");
     run(fixture.rprof(&[
         "test",
@@ -256,4 +262,103 @@ fn merged_runs_label_each_binary() {
             );
         }
     }
+}
+
+/// The regression gate on real runs: twenty unchanged CPU runs of the fixture against one base
+/// raise no alarm with the default threshold (the noise seen is printed), and one allocation
+/// added to one test is reported for exactly that test at rate 1.
+#[test]
+fn check_gate_catches_one_allocation_and_ignores_noise() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let fixture = Fixture::copy("test_costs");
+    let profile = |cpu: &str, mem: &str| {
+        run(fixture.rprof(&[
+            "test",
+            "--cpuprofile",
+            cpu,
+            "--memprofile",
+            mem,
+            "--memprofilerate",
+            "1",
+        ]))
+        .expect_code(0);
+    };
+    profile("base-cpu.prof", "base-mem.prof");
+    let base = read_profile(&fixture.path("base-cpu.prof"));
+    let base_cpu = label_totals(&base, "test", base.sample_index("cpu").unwrap());
+    let mut worst = (0.0f64, String::new());
+    for i in 0..20 {
+        let (cpu, mem) = (format!("cpu-{i}.prof"), format!("mem-{i}.prof"));
+        profile(&cpu, &mem);
+        let gate = run(fixture.rprof(&["check", "base-cpu.prof", &cpu]));
+        assert_eq!(
+            gate.code,
+            Some(0),
+            "run {i}: false alarm\n{}{}",
+            gate.stdout,
+            gate.stderr
+        );
+        let new = read_profile(&fixture.path(&cpu));
+        for (test, v) in label_totals(&new, "test", new.sample_index("cpu").unwrap()) {
+            if let Some(&b) = base_cpu.get(&test).filter(|&&b| b >= 100_000_000) {
+                let change = (v as f64 / b as f64 - 1.0).abs();
+                if change > worst.0 {
+                    worst = (change, test);
+                }
+            }
+        }
+        // Unchanged code allocates exactly the same per test at rate 1.
+        let exact = run(fixture.rprof(&[
+            "check",
+            "base-mem.prof",
+            &mem,
+            "--sample-index",
+            "alloc_objects",
+            "--max-increase",
+            "0",
+        ]));
+        assert_eq!(
+            exact.code,
+            Some(0),
+            "run {i}: allocations differ\n{}{}",
+            exact.stdout,
+            exact.stderr
+        );
+    }
+    eprintln!(
+        "cpu noise over 20 runs: the largest per-test change (tests of 100 ms or more) was {:.1}% ({})",
+        worst.0 * 100.0,
+        worst.1
+    );
+
+    let source = fixture.path("src/lib.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    let changed = text.replace(
+        "        let mut v: Vec<Box<[u64; 8]>> = Vec::with_capacity(500);",
+        "        black_box(Box::new(7u32));\n        let mut v: Vec<Box<[u64; 8]>> = Vec::with_capacity(500);",
+    );
+    assert_ne!(text, changed, "the fixture's allocs_501 changed shape");
+    std::fs::write(&source, changed).unwrap();
+    profile("new-cpu.prof", "new-mem.prof");
+    let gate = run(fixture.rprof(&[
+        "check",
+        "base-mem.prof",
+        "new-mem.prof",
+        "--sample-index",
+        "alloc_objects",
+        "--max-increase",
+        "0",
+    ]));
+    assert_eq!(gate.code, Some(1), "{}{}", gate.stdout, gate.stderr);
+    let flagged: Vec<&str> = gate
+        .stdout
+        .lines()
+        .filter(|l| l.contains("tests::") || l.contains("(shared)"))
+        .collect();
+    assert_eq!(flagged.len(), 1, "flagged: {flagged:?}\n{}", gate.stdout);
+    assert!(
+        flagged[0].trim_end().ends_with("tests::allocs_501"),
+        "{}",
+        gate.stdout
+    );
 }

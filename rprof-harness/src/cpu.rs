@@ -72,6 +72,8 @@ pub struct CpuData {
     pub lost: u64,
     /// Threads that got no timer (the timer table was full, or the OS refused).
     pub threads_unprofiled: u64,
+    /// Periods that fell while a thread ran the harness's own code, and were not sampled.
+    pub in_harness: u64,
 }
 
 const QUEUE_SLOTS: usize = 1024;
@@ -84,6 +86,8 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
 static LOST: AtomicU64 = AtomicU64::new(0);
 static UNPROFILED: AtomicU64 = AtomicU64::new(0);
+/// Periods whose signal found the thread inside harness code (not sampled).
+static IN_HARNESS: AtomicU64 = AtomicU64::new(0);
 /// Live timers (timer id + 1; 0 = free slot), so `stop` can delete every thread's timer.
 static TIMERS: [AtomicUsize; MAX_TIMERS] = [const { AtomicUsize::new(0) }; MAX_TIMERS];
 /// The thread each live timer samples (parallel to `TIMERS`).
@@ -143,6 +147,7 @@ fn start_session(hz: u32) -> Result<(), CpuError> {
     PERIOD_NS.store(1_000_000_000 / hz as u64, Ordering::Relaxed);
     LOST.store(0, Ordering::Relaxed);
     UNPROFILED.store(0, Ordering::Relaxed);
+    IN_HARNESS.store(0, Ordering::Relaxed);
     install_handler()?;
     let stop = std::sync::Arc::new(Wake::default());
     let stacks = std::sync::Arc::new(Mutex::new(HashMap::new()));
@@ -196,6 +201,7 @@ pub fn stop() -> Result<CpuData, CpuError> {
         duration,
         lost: LOST.load(Ordering::Relaxed),
         threads_unprofiled: UNPROFILED.load(Ordering::Relaxed),
+        in_harness: IN_HARNESS.load(Ordering::Relaxed),
     })
 }
 
@@ -320,7 +326,11 @@ extern "C" fn on_sigprof(
 ) {
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     let errno = unsafe { *libc::__errno_location() };
-    if ENABLED.load(Ordering::Acquire) && !thread::in_harness() {
+    if ENABLED.load(Ordering::Acquire) && thread::in_harness() {
+        // SAFETY: `info` is the kernel's siginfo for this delivery.
+        let overrun = unsafe { timer_overrun(info) };
+        IN_HARNESS.fetch_add(1 + overrun as u64, Ordering::Relaxed);
+    } else if ENABLED.load(Ordering::Acquire) {
         if let Some(queue) = QUEUE.get() {
             // SAFETY: `info` is the kernel's siginfo for this delivery.
             let overrun = unsafe { timer_overrun(info) };

@@ -132,6 +132,14 @@ pub fn cpu_profile(data: &CpuData, objects: &[LoadedObject]) -> Profile {
             data.lost
         ));
     }
+    // A few periods always fall in the memory profiler's recording; say so when they matter.
+    let sampled: u64 = data.stacks.values().sum();
+    if data.in_harness * 100 > sampled {
+        b.comment(&format!(
+            "rprof: {} samples fell in the profiler's own code and were not taken",
+            data.in_harness
+        ));
+    }
     if data.threads_unprofiled > 0 {
         b.comment(&format!(
             "rprof: {} threads could not be given a CPU timer",
