@@ -29,6 +29,9 @@ struct Settings {
     mutex_profile: Option<PathBuf>,
     mutex_fraction: u64,
     threadcreate_profile: Option<PathBuf>,
+    /// Whether samples carry their thread (for the labels); `RPROF_LABELS=0` turns it off, to
+    /// measure what labels cost.
+    labels: bool,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -62,6 +65,7 @@ fn start() {
             .and_then(|v| v.to_str()?.parse().ok())
             .unwrap_or(1),
         threadcreate_profile: env("RPROF_THREADCREATEPROFILE").map(PathBuf::from),
+        labels: env("RPROF_LABELS").is_none_or(|v| v != "0"),
     };
     scrub_environment();
     if settings.cpu_profile.is_none()
@@ -75,7 +79,9 @@ fn start() {
     // SAFETY: getpid has no preconditions.
     PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     thread::record_stack_bounds();
-    threads::start();
+    if settings.labels || settings.threadcreate_profile.is_some() {
+        threads::start();
+    }
     modules::start();
     if settings.cpu_profile.is_some() {
         if let Err(e) = cpu::start(settings.cpu_rate) {
