@@ -240,6 +240,16 @@ fn merged_runs_label_each_binary() {
             .all(|(b, _)| ["alpha", "beta", "multi"].contains(&b.as_str())),
         "binaries: {pairs:?}"
     );
+    // In the per-test report, a test of a merged run is named `<binary> <test>`.
+    let report = run(fixture.rprof(&["tests", "cpu.prof"]));
+    report.expect_code(0);
+    for row in ["alpha alpha_is_hot", "beta beta_is_hot"] {
+        assert!(
+            report.stdout.lines().any(|l| l.trim_end().ends_with(row)),
+            "no row {row:?} in\n{}",
+            report.stdout
+        );
+    }
     if let Some(go) = go_tool() {
         let tags = run({
             let mut c = Command::new(&go);

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use super::filter::{self, Filters};
 use super::units::percentage;
+use crate::labels;
 use crate::proto::Profile;
 use crate::{Error, Result};
 
@@ -230,10 +231,24 @@ pub fn lacks_label(profile: &Profile, key: &str) -> bool {
 
 /// The sum of sample type `index` per value of label `key` (samples without it under
 /// [`UNLABELLED`]). Rows whose samples sum to zero are still there.
+///
+/// Tests of a profile merged from several binaries are named `<binary> <test>`, as nextest
+/// names them: `recv` of `tests/bounded.rs` and `recv` of `tests/unbounded.rs` are two tests.
 pub fn values_by_label(profile: &Profile, key: &str, index: usize) -> BTreeMap<String, i64> {
+    let qualify = key == labels::TEST && several_binaries(profile);
     let mut out = BTreeMap::new();
+    let mut qualified = String::new();
     for s in &profile.sample {
-        let label = label_value(profile, &s.label, key).unwrap_or(UNLABELLED);
+        let mut label = label_value(profile, &s.label, key).unwrap_or(UNLABELLED);
+        if qualify && !label.starts_with('(') {
+            if let Some(binary) = label_value(profile, &s.label, labels::BINARY) {
+                qualified.clear();
+                qualified.push_str(binary);
+                qualified.push(' ');
+                qualified.push_str(label);
+                label = &qualified;
+            }
+        }
         let v = s.value.get(index).copied().unwrap_or(0);
         match out.get_mut(label) {
             Some(acc) => *acc += v,
@@ -243,6 +258,21 @@ pub fn values_by_label(profile: &Profile, key: &str, index: usize) -> BTreeMap<S
         }
     }
     out
+}
+
+/// Whether the samples of `profile` come from more than one binary (by their `binary` label).
+fn several_binaries(profile: &Profile) -> bool {
+    let mut first = None;
+    for s in &profile.sample {
+        if let Some(b) = label_value(profile, &s.label, labels::BINARY) {
+            match first {
+                None => first = Some(b),
+                Some(f) if f != b => return true,
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 /// The per-label table of `profiles` (each with its kind): one row per value of label `key`,
