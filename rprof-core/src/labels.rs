@@ -120,6 +120,11 @@ pub fn test_of_stack(profile: &Profile, locations: &[u64]) -> Option<String> {
         .and_then(test_name_of_function)
 }
 
+/// A frame of libtest's runner: its main loop, or the function that starts each test's thread.
+fn is_libtest_runner(name: &str) -> bool {
+    name.starts_with("test::run_test") || name.starts_with("test::console::run_tests_console")
+}
+
 /// Frames of the standard library and libtest between libtest's marker and the test.
 fn is_runtime_frame(name: &str) -> bool {
     name.starts_with('<')
@@ -191,7 +196,13 @@ pub fn apply(profile: &Profile, binary: Option<&str>) -> Profile {
         }
         stack_tests.push(test);
     }
-    let any_test = stack_tests.iter().any(Option::is_some);
+    // A libtest binary: some stack names a test, or runs libtest's runner (a short run may have
+    // sampled only the main thread, or only the threads libtest created).
+    let any_test = stack_tests.iter().any(Option::is_some)
+        || profile
+            .sample
+            .iter()
+            .any(|s| names_root_first(profile, &s.location_id).any(is_libtest_runner));
     let inherited: HashMap<i64, Option<String>> = threads
         .keys()
         .map(|&serial| (serial, inherited_test(&threads, serial)))
@@ -476,6 +487,16 @@ mod tests {
         r.sample(2, &deep, 3);
         let p = apply(&r.b.build(), None);
         assert_eq!(by_label(&p, TEST), vec![("t".into(), 11)]);
+    }
+
+    /// A libtest binary whose stacks name no test (a short run) still gets `test` labels.
+    #[test]
+    fn libtest_runner_without_tests_is_shared() {
+        let mut r = Raw::new();
+        r.thread(1, 0, 0, "main", &[]);
+        r.sample(1, &["main", "test::console::run_tests_console"], 5);
+        let p = apply(&r.b.build(), None);
+        assert_eq!(by_label(&p, TEST), vec![("(shared)".into(), 5)]);
     }
 
     /// A profile where no stack names a test (a bench, a program) gets no `test` label.
