@@ -150,12 +150,20 @@ fn test_name_of_function(name: &str) -> Option<String> {
     Some(rest.to_owned())
 }
 
-/// Whether the leaf of `locations` is code of the profiler's preload library.
+/// Whether the leaf of `locations` is the profiler's own work, in its preload library. Its
+/// `syscall` interposer issues the program's system calls itself: time there is the kernel
+/// working for the program (a futex wait, a wake), not the profiler.
 fn leaf_in_harness(profile: &Profile, locations: &[u64]) -> bool {
     let Some(leaf) = locations.first().and_then(|&id| profile.location_by_id(id)) else {
         return false;
     };
-    leaf.mapping_id != 0
+    let forwards = leaf.line.last().is_some_and(|line| {
+        profile
+            .function_by_id(line.function_id)
+            .is_some_and(|f| profile.str(f.name) == "syscall")
+    });
+    !forwards
+        && leaf.mapping_id != 0
         && profile
             .mapping
             .get(leaf.mapping_id as usize - 1)
