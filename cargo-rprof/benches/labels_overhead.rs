@@ -11,10 +11,14 @@
 //! `cargo rprof` compiles test binaries: it runs `RPROF_BENCH_TESTS` (default 200) "tests", each
 //! on a thread of its own (spawned and joined, as libtest does), each hashing under a ~20-deep
 //! stack of non-inlined calls and churning allocations (vectors, strings, a small `BTreeMap`);
-//! every tenth test spawns two helper threads of its own. Configurations, interleaved
-//! round-robin with a rotating start so that drift hits all alike: plain; CPU profiling at
-//! 100 Hz (the light preload) with labels and without; memory profiling at rate 1 (the full
-//! preload) with labels and without. Each run's wall time and the child's CPU time (user + sys,
+//! every tenth test spawns two helper threads of its own. As in a suite, every test is a
+//! function of its own, so its stacks differ from other tests' below its frame. Configurations,
+//! interleaved (see `support::round_order`: a rotating start, forwards and backwards in turn,
+//! so that drift hits all alike and no configuration always follows another): plain; CPU
+//! profiling at 100 Hz (the light preload) with labels and without; memory profiling at rate 1
+//! (the full preload) with labels and without; and, for the worst case of labels, memory
+//! profiling with every test the same function (identical stacks on every thread, where the
+//! thread serial multiplies the memory profiler's buckets by the number of threads). Each run's wall time and the child's CPU time (user + sys,
 //! from `wait4`) are recorded; ratios are labels-on over labels-off, medians and paired.
 //! Timing never fails the bench; a profiled run that leaves no decodable profile does, and so
 //! does a labelled run whose samples lack thread serials, or an unlabelled one whose have them.
@@ -26,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod support;
-use support::{build_workload, env_or, median, ratio_line, spawn_and_reap, timeval};
+use support::{build_workload, env_or, median, ratio_line, round_order, spawn_and_reap, timeval};
 
 const PRELOAD_SO: &str = env!("RPROF_PRELOAD_SO");
 const PRELOAD_LIGHT_SO: &str = env!("RPROF_PRELOAD_LIGHT_SO");
@@ -51,6 +55,7 @@ fn leaf(seed: u64, n: u32) -> u64 {
 fn descend(depth: u32, seed: u64, n: u32) -> u64 {
     if depth == 0 { leaf(seed, n) } else { black_box(descend(depth - 1, seed + 1, n)) ^ depth as u64 }
 }
+#[inline(never)]
 fn one_test(i: u64, units: u32) -> u64 {
     let mut map = std::collections::BTreeMap::new();
     for k in 0..50u64 { map.insert(k ^ i, vec![k; 4]); }
@@ -65,10 +70,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let tests: u64 = args.next().unwrap().parse().unwrap();
     let units: u32 = args.next().unwrap().parse().unwrap();
+    let suite = args.next().unwrap() == "suite";
     let start = std::time::Instant::now();
     let mut x = 0;
     for i in 0..tests {
-        x ^= std::thread::Builder::new().name(format!("tests::t{i}")).spawn(move || one_test(i, units)).unwrap().join().unwrap();
+        let run = move || if suite { TESTS[i as usize % TESTS.len()](units) } else { one_test(i, units) };
+        x ^= std::thread::Builder::new().name(format!("tests::t{i}")).spawn(run).unwrap().join().unwrap();
     }
     println!("WORK {} {}", start.elapsed().as_nanos(), x);
 }
@@ -79,6 +86,26 @@ enum Config {
     Plain,
     Cpu { labels: bool },
     Mem { labels: bool },
+}
+
+/// How the workload's tests are made.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// As libtest runs a suite: every test a function of its own, so that every test's stacks
+    /// differ below its own frame (the measure the budgets apply to).
+    Suite,
+    /// Every test the same function: identical stacks on 200 threads, the worst case for
+    /// labels (the memory profiler keeps one bucket per thread where it kept one in all).
+    Same,
+}
+
+impl Shape {
+    fn arg(self) -> &'static str {
+        match self {
+            Shape::Suite => "suite",
+            Shape::Same => "same",
+        }
+    }
 }
 
 impl Config {
@@ -93,12 +120,15 @@ impl Config {
     }
 }
 
-const CONFIGS: [Config; 5] = [
-    Config::Plain,
-    Config::Cpu { labels: true },
-    Config::Cpu { labels: false },
-    Config::Mem { labels: true },
-    Config::Mem { labels: false },
+/// What is run each round, interleaved.
+const CONFIGS: [(Shape, Config); 7] = [
+    (Shape::Suite, Config::Plain),
+    (Shape::Suite, Config::Cpu { labels: true }),
+    (Shape::Suite, Config::Cpu { labels: false }),
+    (Shape::Suite, Config::Mem { labels: true }),
+    (Shape::Suite, Config::Mem { labels: false }),
+    (Shape::Same, Config::Mem { labels: true }),
+    (Shape::Same, Config::Mem { labels: false }),
 ];
 
 /// Wall and CPU seconds of each configuration, round by round.
@@ -118,40 +148,68 @@ fn main() -> ExitCode {
     }
 }
 
+/// The workload's source: the common part and one function per test.
+fn workload_source(tests: u64) -> String {
+    let mut src = WORKLOAD.to_string();
+    for i in 0..tests {
+        src += &format!(
+            "#[inline(never)]\nfn t{i}(units: u32) -> u64 {{ black_box(one_test({i}, units)) }}\n"
+        );
+    }
+    src += "static TESTS: &[fn(u32) -> u64] = &[";
+    src += &(0..tests)
+        .map(|i| format!("t{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    src += "];\n";
+    src
+}
+
+fn name(shape: Shape, config: Config) -> String {
+    match shape {
+        Shape::Suite => config.name().to_string(),
+        Shape::Same => format!("{}, same fn", config.name()),
+    }
+}
+
 fn run() -> Result<(), String> {
     let full = std::env::args().any(|a| a == "--bench");
     let rounds: usize = env_or("RPROF_BENCH_ROUNDS", if full { 15 } else { 1 })?;
     let tests: u64 = env_or("RPROF_BENCH_TESTS", if full { 200 } else { 20 })?;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("labels-overhead");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let exe = build_workload(&dir, WORKLOAD)?;
+    let exe = build_workload(&dir, &workload_source(tests.max(1)))?;
     // About 7 ms of hashing per test (1.4 s for 200 tests).
     let units = 1_200_000u32;
     println!("workload: {tests} tests on threads of their own, {rounds} rounds, 2 cores");
     let mut times = vec![Times::default(); CONFIGS.len()];
     for round in 0..rounds {
-        for k in 0..CONFIGS.len() {
-            let at = (round + k) % CONFIGS.len();
-            let (wall, cpu) = run_once(&exe, &dir, CONFIGS[at], tests, units)?;
+        for at in round_order(round, CONFIGS.len()) {
+            let (shape, config) = CONFIGS[at];
+            let (wall, cpu) = run_once(&exe, &dir, shape, config, tests, units)?;
             times[at].wall.push(wall);
             times[at].cpu.push(cpu);
         }
     }
-    for (config, t) in CONFIGS.iter().zip(&times) {
+    for (&(shape, config), t) in CONFIGS.iter().zip(&times) {
         println!(
-            "  {:<28} wall {:>8.1} ms   cpu {:>8.1} ms   (medians)",
-            config.name(),
+            "  {:<36} wall {:>8.1} ms   cpu {:>8.1} ms   (medians)",
+            name(shape, config),
             median(t.wall.clone()) * 1e3,
             median(t.cpu.clone()) * 1e3
         );
     }
-    for (on, off, budget) in [(1, 2, 1.01), (3, 4, 1.03)] {
+    for (on, off, budget) in [(1, 2, Some(1.01)), (3, 4, Some(1.03)), (5, 6, None)] {
         let (a, b) = (&times[on], &times[off]);
+        let (on_name, off_name) = (
+            name(CONFIGS[on].0, CONFIGS[on].1),
+            name(CONFIGS[off].0, CONFIGS[off].1),
+        );
         println!(
             "{}",
             ratio_line(
-                &format!("{} / {}", CONFIGS[on].name(), CONFIGS[off].name()),
-                56,
+                &format!("{on_name} / {off_name}"),
+                72,
                 &[
                     ("wall", a.wall.clone(), b.wall.clone()),
                     ("cpu", a.cpu.clone(), b.cpu.clone()),
@@ -159,11 +217,14 @@ fn run() -> Result<(), String> {
             )
         );
         let ratio = median(a.cpu.clone()) / median(b.cpu.clone());
-        println!(
-            "  budget {:.0}% on cpu time: {}",
-            (budget - 1.0) * 100.0,
-            if ratio <= budget { "holds" } else { "exceeded" }
-        );
+        match budget {
+            Some(budget) => println!(
+                "  budget {:.0}% on cpu time: {}",
+                (budget - 1.0) * 100.0,
+                if ratio <= budget { "holds" } else { "exceeded" }
+            ),
+            None => println!("  (worst case, no budget)"),
+        }
     }
     Ok(())
 }
@@ -172,6 +233,7 @@ fn run() -> Result<(), String> {
 fn run_once(
     exe: &Path,
     dir: &Path,
+    shape: Shape,
     config: Config,
     tests: u64,
     units: u32,
@@ -181,6 +243,7 @@ fn run_once(
     let mut cmd = Command::new(exe);
     cmd.arg(tests.to_string())
         .arg(units.to_string())
+        .arg(shape.arg())
         .env_remove("LD_PRELOAD")
         .env_remove("RPROF_LABELS");
     let labels = match config {

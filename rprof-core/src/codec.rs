@@ -15,13 +15,29 @@ use crate::{Error, Result};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// How hard to compress a profile file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// gzip's default level, for the profiles users keep and share.
+    Default,
+    /// gzip's fastest level, for intermediate files read back once (raw profiles written at a
+    /// profiled program's exit, where every millisecond is the program's).
+    Fast,
+}
+
 /// Encode `profile` as gzip-compressed protobuf.
 pub fn encode(profile: &Profile) -> Vec<u8> {
+    encode_packed(profile, Packing::Default)
+}
+
+/// Encode `profile` as gzip-compressed protobuf, compressed as `packing` says.
+pub fn encode_packed(profile: &Profile, packing: Packing) -> Vec<u8> {
     let raw = profile.encode_to_vec();
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(raw.len() / 3 + 64),
-        flate2::Compression::default(),
-    );
+    let level = match packing {
+        Packing::Default => flate2::Compression::default(),
+        Packing::Fast => flate2::Compression::fast(),
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 3 + 64), level);
     gz.write_all(&raw).expect("writing to a Vec cannot fail");
     gz.finish().expect("writing to a Vec cannot fail")
 }
@@ -53,7 +69,12 @@ pub fn read_file(path: &Path) -> Result<Profile> {
 /// Write `profile` to `path` atomically: a temporary file in the same directory, then a rename,
 /// so a reader never sees half a profile.
 pub fn write_file(path: &Path, profile: &Profile) -> Result<()> {
-    let bytes = encode(profile);
+    write_file_packed(path, profile, Packing::Default)
+}
+
+/// [`write_file`], compressed as `packing` says.
+pub fn write_file_packed(path: &Path, profile: &Profile, packing: Packing) -> Result<()> {
+    let bytes = encode_packed(profile, packing);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -164,7 +164,9 @@ fn write_profiles() {
     }
     let objects = maps::profile_objects();
     let write = |path: &PathBuf, profile: rprof_core::Profile, what: &str| {
-        if let Err(e) = rprof_core::codec::write_file(path, &profile) {
+        if let Err(e) =
+            rprof_core::codec::write_file_packed(path, &profile, rprof_core::codec::Packing::Fast)
+        {
             eprintln!("rprof: cannot write the {what} profile: {e}");
         }
     };

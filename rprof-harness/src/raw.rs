@@ -180,9 +180,17 @@ pub fn mem_profile(data: &MemData, objects: &[LoadedObject], wrapper_used: bool)
     b.default_sample_type("alloc_space");
     let ranges = add_mappings(&mut b, objects);
     let bytes_key = b.string("bytes");
-    let mut ids = Vec::new();
+    let stack_ids: Vec<Vec<u64>> = data
+        .stacks
+        .iter()
+        .map(|stack| {
+            let mut ids = Vec::new();
+            locations(&mut b, &ranges, stack, &mut ids);
+            ids
+        })
+        .collect();
     for bucket in &data.buckets {
-        locations(&mut b, &ranges, &bucket.stack, &mut ids);
+        let ids = &stack_ids[bucket.stack];
         let (ao, asp) = scale_heap_sample(bucket.allocs, bucket.allocs * bucket.size, data.rate);
         let live = bucket.allocs - bucket.frees;
         let (io, isp) = scale_heap_sample(live, live * bucket.size, data.rate);
@@ -195,7 +203,7 @@ pub fn mem_profile(data: &MemData, objects: &[LoadedObject], wrapper_used: bool)
         let labels = std::iter::once(label)
             .chain(thread_label(&mut b, bucket.thread))
             .collect();
-        b.add_labeled_sample(&ids, &[ao, asp, io, isp], labels);
+        b.add_labeled_sample(ids, &[ao, asp, io, isp], labels);
     }
     add_thread_records(&mut b, &ranges, &crate::threads::snapshot());
     let now = std::time::SystemTime::now()
@@ -303,7 +311,8 @@ pub(crate) fn write_raw_for_api(kind: std::ffi::c_int, path: &std::path::Path) -
             }
             _ => return 1,
         };
-        match rprof_core::codec::write_file(path, &profile) {
+        match rprof_core::codec::write_file_packed(path, &profile, rprof_core::codec::Packing::Fast)
+        {
             Ok(()) => 0,
             Err(_) => 2,
         }

@@ -57,6 +57,18 @@ pub fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
+/// The order in which round `round` runs `n` configurations: a rotation that moves every
+/// second round, run forwards on even rounds and backwards on odd ones, so that drift hits every
+/// configuration alike and each runs as often just before as just after each other (the run
+/// after a heavy one can be faster or slower, whatever is measured).
+pub fn round_order(round: usize, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).map(|k| (round / 2 + k) % n).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
 /// Compile `source` (one Rust file) optimised, with frame pointers and line tables, in `dir`.
 pub fn build_workload(dir: &Path, source: &str) -> Result<PathBuf, String> {
     let src = dir.join("workload.rs");

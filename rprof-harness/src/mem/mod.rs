@@ -187,11 +187,11 @@ pub extern "C" fn after_fork() {
     live::unlock_all();
 }
 
-/// One (stack, size) bucket of a snapshot.
+/// One (stack, size, thread) bucket of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemBucket {
-    /// Return addresses, leaf first.
-    pub stack: Vec<u64>,
+    /// Index of its stack in [`MemData::stacks`].
+    pub stack: usize,
     /// Size of each allocation.
     pub size: u64,
     /// The allocating thread's serial in the thread registry.
@@ -207,6 +207,9 @@ pub struct MemBucket {
 pub struct MemData {
     /// The rate in force (1 = every allocation).
     pub rate: u64,
+    /// The distinct stacks, return addresses leaf first. Buckets of many threads share one,
+    /// so that a profile writer resolves each stack once, not once per bucket.
+    pub stacks: Vec<Vec<u64>>,
     /// Buckets, duplicates folded.
     pub buckets: Vec<MemBucket>,
     /// Samples that could not be recorded (tables full).
@@ -216,36 +219,46 @@ pub struct MemData {
 /// The recorded buckets now. Allocates: call outside `malloc`.
 pub fn snapshot() -> MemData {
     thread::with_harness_guard(|| {
-        let mut folded: HashMap<(Vec<u64>, u64, u32), (u64, u64)> = HashMap::new();
-        if let Some(t) = TABLES.get() {
-            for b in t.buckets.iter().filter(|b| b.is_ready()) {
-                let (stack, size, thread) = b.key();
-                let allocs = b.first.load(Ordering::Relaxed);
-                let frees = b.second.load(Ordering::Relaxed).min(allocs);
-                let e = folded
-                    .entry((t.stacks.frames(stack).to_vec(), size, thread))
-                    .or_default();
-                e.0 += allocs;
-                e.1 += frees;
-            }
-        }
-        let rate = match RATE.load(Ordering::Relaxed) {
-            0 => LAST_RATE.load(Ordering::Relaxed),
-            r => r,
+        let mut data = MemData {
+            rate: match RATE.load(Ordering::Relaxed) {
+                0 => LAST_RATE.load(Ordering::Relaxed),
+                r => r,
+            },
+            lost: LOST.load(Ordering::Relaxed),
+            ..MemData::default()
         };
-        MemData {
-            rate,
-            buckets: folded
-                .into_iter()
-                .map(|((stack, size, thread), (allocs, frees))| MemBucket {
+        let Some(t) = TABLES.get() else {
+            return data;
+        };
+        // A race can intern one stack twice: map stack ids to one index per distinct stack
+        // (few), then fold buckets by (index, size, thread) without touching frames again.
+        let mut index_of_id: HashMap<u32, usize> = HashMap::new();
+        let mut index_of_frames: HashMap<&[u64], usize> = HashMap::new();
+        let mut folded: HashMap<(usize, u64, u32), usize> = HashMap::new();
+        for b in t.buckets.iter().filter(|b| b.is_ready()) {
+            let (id, size, thread) = b.key();
+            let stack = *index_of_id.entry(id).or_insert_with(|| {
+                let frames = t.stacks.frames(id);
+                *index_of_frames.entry(frames).or_insert_with(|| {
+                    data.stacks.push(frames.to_vec());
+                    data.stacks.len() - 1
+                })
+            });
+            let allocs = b.first.load(Ordering::Relaxed);
+            let frees = b.second.load(Ordering::Relaxed).min(allocs);
+            let i = *folded.entry((stack, size, thread)).or_insert_with(|| {
+                data.buckets.push(MemBucket {
                     stack,
                     size,
                     thread,
-                    allocs,
-                    frees,
-                })
-                .collect(),
-            lost: LOST.load(Ordering::Relaxed),
+                    allocs: 0,
+                    frees: 0,
+                });
+                data.buckets.len() - 1
+            });
+            data.buckets[i].allocs += allocs;
+            data.buckets[i].frees += frees;
         }
+        data
     })
 }
