@@ -20,8 +20,15 @@
 //!    own work around the test (spawning, output capture) and is [`SHARED`] too — unless the
 //!    stack was cut at the unwinder's depth limit, when it is the test's (its root is lost).
 //! 3. Samples whose leaf is the harness's own code are [`HARNESS`]; samples of the main thread
-//!    (libtest's runner) and of unknown threads are [`SHARED`]. A profile in which no stack names
-//!    a test (a bench, a plain program) gets no `test` label at all.
+//!    (libtest's runner) and of unknown threads are [`SHARED`].
+//! 4. A doctest is a process of its own (rustdoc compiles each to a binary `rust_out`, without
+//!    libtest): all its samples belong to it. rustdoc wraps a doctest's code in a function
+//!    `_doctest_main_<file>_<line>_<n>`, whose name is all that survives (doctests carry no debug
+//!    information), so the test is `doctest <file> (line <line>)` with the file as rustdoc
+//!    mangled it (`src_value_mod_rs` for `src/value/mod.rs`). A doctest with its own `main`, or
+//!    whose samples never reached its code, is [`DOCTEST`].
+//!
+//! A profile in which no stack names a test (a bench, a plain program) gets no `test` label.
 
 use std::collections::HashMap;
 
@@ -37,6 +44,10 @@ pub const BINARY: &str = "binary";
 pub const BENCH: &str = "bench";
 /// The test of work no single test can be charged with: the main thread, a shared pool.
 pub const SHARED: &str = "(shared)";
+/// The `test` value of a doctest that defines its own `main` (nothing in the binary names it).
+pub const DOCTEST: &str = "(doctest)";
+/// The name rustdoc gives every doctest's binary.
+pub const DOCTEST_BINARY: &str = "rust_out";
 /// The test of samples in the profiler's own code.
 pub const HARNESS: &str = "(harness)";
 
@@ -150,6 +161,26 @@ fn test_name_of_function(name: &str) -> Option<String> {
     Some(rest.to_owned())
 }
 
+/// The doctest a profile's process ran (see the module doc), if it ran one.
+fn doctest_of(profile: &Profile) -> Option<String> {
+    let names = || profile.function.iter().map(|f| profile.str(f.name));
+    let wrapper = names().find_map(|name| {
+        let segment = name
+            .split("::")
+            .find_map(|s| s.strip_prefix("_doctest_main_"))?;
+        let mut parts = segment.rsplitn(3, '_');
+        let (_n, line, file) = (parts.next()?, parts.next()?, parts.next()?);
+        line.parse::<u32>()
+            .ok()
+            .map(|line| format!("doctest {file} (line {line})"))
+    });
+    wrapper.or_else(|| {
+        names()
+            .any(|name| name.strip_suffix("::main") == Some(DOCTEST_BINARY))
+            .then(|| DOCTEST.to_owned())
+    })
+}
+
 /// Whether the leaf of `locations` is the profiler's own work, in its preload library. Its
 /// `syscall` interposer issues the program's system calls itself: time there is the kernel
 /// working for the program (a futex wait, a wake), not the profiler.
@@ -211,6 +242,13 @@ pub fn apply(profile: &Profile, binary: Option<&str>) -> Profile {
             .sample
             .iter()
             .any(|s| names_root_first(profile, &s.location_id).any(is_libtest_runner));
+    let doctest = if any_test {
+        None
+    } else {
+        // A doctest whose samples never reached its code (only the runtime's start) is still
+        // known by its binary's name.
+        doctest_of(profile).or_else(|| (binary == Some(DOCTEST_BINARY)).then(|| DOCTEST.to_owned()))
+    };
     let inherited: HashMap<i64, Option<String>> = threads
         .keys()
         .map(|&serial| (serial, inherited_test(&threads, serial)))
@@ -249,6 +287,13 @@ pub fn apply(profile: &Profile, binary: Option<&str>) -> Profile {
                 serial.and_then(|t| inherited.get(&t).cloned().flatten())
             };
             label.push(strings.label(TEST, test.as_deref().unwrap_or(SHARED)));
+        } else if let Some(doctest) = &doctest {
+            let test = if leaf_in_harness(profile, &s.location_id) {
+                HARNESS
+            } else {
+                doctest
+            };
+            label.push(strings.label(TEST, test));
         }
         if let Some(t) = serial.and_then(|t| threads.get(&t)) {
             if !t.name.is_empty() {
@@ -516,6 +561,42 @@ mod tests {
         let p = apply(&r.b.build(), None);
         assert_eq!(by_label(&p, TEST), vec![("".into(), 5)]);
         assert_eq!(by_label(&p, THREAD), vec![("main".into(), 5)]);
+    }
+
+    /// Every sample of a doctest's process is the doctest's, named from rustdoc's wrapper.
+    #[test]
+    fn doctests_are_named_from_their_wrapper() {
+        let mut r = Raw::new();
+        r.thread(1, 0, 0, "rust_out", &[]);
+        r.thread(2, 1, 1, "", &["main", "rust_out::main"]);
+        r.sample(1, &["main", "std::rt::lang_start", "rust_out::main"], 2);
+        r.sample(
+            1,
+            &[
+                "main",
+                "rust_out::main",
+                "rust_out::main::_doctest_main_src_value_mod_rs_292_0",
+            ],
+            5,
+        );
+        r.sample(2, &["start_thread", "k::work"], 3);
+        let p = apply(&r.b.build(), Some("rust_out"));
+        assert_eq!(
+            by_label(&p, TEST),
+            vec![("doctest src_value_mod_rs (line 292)".into(), 10)]
+        );
+        // Its own `main`: nothing names it.
+        let mut r = Raw::new();
+        r.thread(1, 0, 0, "rust_out", &[]);
+        r.sample(1, &["main", "rust_out::main"], 4);
+        let p = apply(&r.b.build(), None);
+        assert_eq!(by_label(&p, TEST), vec![(DOCTEST.into(), 4)]);
+        // Never reached its code: its binary's name says what it was.
+        let mut r = Raw::new();
+        r.thread(1, 0, 0, "rust_out", &[]);
+        r.sample(1, &["main", "std::rt::lang_start"], 3);
+        let p = apply(&r.b.build(), Some(DOCTEST_BINARY));
+        assert_eq!(by_label(&p, TEST), vec![(DOCTEST.into(), 3)]);
     }
 
     #[test]
