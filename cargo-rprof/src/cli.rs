@@ -39,6 +39,10 @@ pub enum Command {
     /// Run `cargo bench` with profilers on; write pprof files (cargo bench options pass through).
     #[command(after_help = PASS_THROUGH_HELP)]
     Bench(ProfileArgs),
+    /// Build and run a program (like `cargo run`) with profilers on; write pprof files when it
+    /// ends, also by Ctrl-C or SIGTERM (cargo build options pass through).
+    #[command(after_help = RUN_HELP)]
+    Run(ProfileArgs),
     /// Print the functions with the highest values, like `go tool pprof -top`.
     Top(TopArgs),
     /// Print every distinct stack with its value, like `go tool pprof -traces`.
@@ -90,7 +94,22 @@ Examples:
   cargo rprof test -p mycrate --cpuprofile cpu.prof --cpuprofilerate 1000 -- hot_path
   cargo rprof bench --cpuprofile cpu.prof --bench parse";
 
-/// rprof's own flags for `test` and `bench`.
+const RUN_HELP: &str = "\
+Every other option is passed to cargo build unchanged (--bin NAME, --example NAME, -p,
+--features, --release, --manifest-path, ...), and everything after `--` to the program.
+
+The program runs as your own child of `cargo rprof`, under the profilers, built in
+<target-dir>/rprof with frame pointers and line tables. Its profiles are written when it ends:
+when main returns, on exit(), and on SIGINT, SIGTERM or SIGHUP (Ctrl-C, `kill PID` sent to
+cargo rprof or to the program) unless the program handles that signal itself. The exit status
+is the program's; a program ended by a signal ends cargo rprof by the same signal.
+
+Examples:
+  cargo rprof run --cpuprofile cpu.prof -- --input big.json
+  cargo rprof run --example demo --memprofile mem.prof --memprofilerate 1
+  cargo rprof run --bin server --release --cpuprofile cpu.prof --blockprofile block.prof";
+
+/// rprof's own flags for `test`, `bench` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct ProfileArgs {
     /// Write a CPU profile (pprof format, gzip) to FILE.
@@ -541,7 +560,7 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
     }
     let sub = args.get(2).map(|a| a.to_string_lossy().into_owned());
     let mut passthrough = None;
-    if matches!(sub.as_deref(), Some("test" | "bench")) {
+    if matches!(sub.as_deref(), Some("test" | "bench" | "run")) {
         let (own, cargo, binary) = split_profile_args(&args[3..]);
         args.truncate(3);
         args.extend(own);
@@ -549,7 +568,7 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
     }
     let CargoCli::Rprof(cli) = CargoCli::try_parse_from(args)?;
     let mut command = cli.command;
-    if let (Command::Test(p) | Command::Bench(p), Some((cargo, binary))) =
+    if let (Command::Test(p) | Command::Bench(p) | Command::Run(p), Some((cargo, binary))) =
         (&mut command, passthrough)
     {
         p.passthrough = cargo;
@@ -637,6 +656,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
     match &command {
         Command::Test(p) => session::run(&test_run("test", p)?),
         Command::Bench(p) => session::run(&test_run("bench", p)?),
+        Command::Run(p) => crate::program::run(&test_run("run", p)?),
         Command::Top(a) => analyze::top(a).map(|()| 0),
         Command::Traces(a) => analyze::traces(a).map(|()| 0),
         Command::Tree(a) => analyze::tree(a).map(|()| 0),

@@ -2,7 +2,7 @@
 //! library built from rprof-harness.
 //!
 //! One binary plays three roles, chosen by how it is invoked:
-//! - `cargo rprof test|bench|top|traces|flamegraph|web ...`: the user-facing CLI ([`cli`]);
+//! - `cargo rprof test|bench|run|top|traces|flamegraph|web ...`: the user-facing CLI ([`cli`]);
 //! - `cargo-rprof __rprof-runner BINARY ARGS...`: cargo's target runner for each test or bench
 //!   binary ([`runner`]): keep a copy of the binary, start it under the preload library;
 //! - `RUSTC_WRAPPER`: adds frame pointers and line tables to every crate built ([`wrapper`]).
@@ -12,6 +12,7 @@ pub mod cli;
 mod error;
 pub mod postprocess;
 pub mod preload;
+pub mod program;
 pub mod runner;
 pub mod session;
 mod term;

@@ -6,7 +6,7 @@
 //! under the preload library. Because it `exec`s, stdio, signals, the pid and the exit status are
 //! the binary's own, exactly as without rprof.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -39,7 +39,22 @@ pub fn run(args: &[OsString]) -> i32 {
         _ => cmd.env_remove("RUSTC_WRAPPER"),
     };
     if let Some(dir) = std::env::var_os(session::SESSION_ENV) {
-        if let Err(e) = prepare(&mut cmd, Path::new(binary), Path::new(&dir)) {
+        let kinds: Vec<ProfileKind> = ProfileKind::ALL
+            .into_iter()
+            .filter(|k| std::env::var_os(k.enabled_env()).is_some())
+            .collect();
+        let prepared = std::env::var_os(session::PRELOAD_ENV)
+            .ok_or_else(|| std::io::Error::other("the preload library path is not set"))
+            .and_then(|preload| {
+                prepare(
+                    &mut cmd,
+                    Path::new(binary),
+                    Path::new(&dir),
+                    &preload,
+                    &kinds,
+                )
+            });
+        if let Err(e) = prepared {
             eprintln!(
                 "warning: rprof: {} runs unprofiled: {e}",
                 binary.to_string_lossy()
@@ -51,9 +66,22 @@ pub fn run(args: &[OsString]) -> i32 {
     101
 }
 
-/// Keep a copy of `binary`, record the run, and point the preload at this run's raw files.
-fn prepare(cmd: &mut Command, binary: &Path, dir: &Path) -> std::io::Result<()> {
-    let pid = std::process::id();
+/// Keep a copy of `binary`, record the run as the process `pid` (this one, which will exec it),
+/// and point the preload at this run's raw files of `kinds`.
+fn prepare(
+    cmd: &mut Command,
+    binary: &Path,
+    dir: &Path,
+    preload: &OsStr,
+    kinds: &[ProfileKind],
+) -> std::io::Result<()> {
+    record_run(binary, dir, std::process::id())?;
+    inject(cmd, dir, std::process::id(), preload, kinds);
+    Ok(())
+}
+
+/// Keep a copy of `binary` in the session `dir` and record it as run by `pid`.
+pub fn record_run(binary: &Path, dir: &Path, pid: u32) -> std::io::Result<()> {
     let name = binary
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -72,24 +100,25 @@ fn prepare(cmd: &mut Command, binary: &Path, dir: &Path) -> std::io::Result<()> 
         .open(dir.join(session::MANIFEST))?;
     // One write of one short line: appends from concurrent runners do not interleave.
     manifest.write_all(record.to_line().as_bytes())?;
-    let preload = std::env::var_os(session::PRELOAD_ENV)
-        .ok_or_else(|| std::io::Error::other("the preload library path is not set"))?;
+    Ok(())
+}
+
+/// Set `cmd` to run under `preload` (before the user's own `LD_PRELOAD`), writing the raw
+/// profiles of `kinds` of the process `pid` into the session `dir`.
+pub fn inject(cmd: &mut Command, dir: &Path, pid: u32, preload: &OsStr, kinds: &[ProfileKind]) {
     let preload = match std::env::var_os("LD_PRELOAD").filter(|p| !p.is_empty()) {
         Some(existing) => {
-            let mut p = preload;
+            let mut p = preload.to_os_string();
             p.push(":");
             p.push(existing);
             p
         }
-        None => preload,
+        None => preload.to_os_string(),
     };
     cmd.env("LD_PRELOAD", preload);
-    for kind in ProfileKind::ALL {
-        if std::env::var_os(kind.enabled_env()).is_some() {
-            cmd.env(kind.output_env(), raw_path(dir, pid, kind));
-        }
+    for &kind in kinds {
+        cmd.env(kind.output_env(), raw_path(dir, pid, kind));
     }
-    Ok(())
 }
 
 /// Where the run with `pid` writes its raw profile of `kind`.

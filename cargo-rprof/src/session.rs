@@ -165,27 +165,9 @@ impl RunRecord {
 /// Run cargo with the profilers in place, then post-process. Returns cargo's exit code (or 1
 /// when cargo succeeded but no profile could be produced).
 pub fn run(run: &TestRun) -> Result<i32, CliError> {
-    for r in &run.requests {
-        check_output_dir(r)?;
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let (mut cargo_args, user_target_dir) = take_target_dir(&run.cargo_args);
-    let target_dir = match user_target_dir {
-        Some(dir) => dir,
-        None => target_directory(&cargo, &cargo_args)?,
-    };
-    let rprof_dir = target_dir.join("rprof");
-    invalidate_stale_builds(&rprof_dir);
-    let memory = run.requests.iter().any(|r| r.kind == ProfileKind::Mem);
-    let preload = preload::install(&rprof_dir.join("preload"), memory)?;
-    let session = create_session(&rprof_dir.join("sessions"))?;
-
-    let mut cmd = Command::new(&cargo);
-    cmd.arg(&run.subcommand);
-    cmd.args(cargo_args.drain(..));
-    cmd.arg("--target-dir").arg(&rprof_dir);
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::io("cannot find the cargo-rprof executable", e))?;
+    let setup = Setup::new(run)?;
+    let mut cmd = setup.cargo_command(&run.subcommand, run);
+    let exe = &setup.exe;
     let runner = format!(
         "[{}, \"{}\"]",
         toml_string(&exe.to_string_lossy()),
@@ -211,24 +193,79 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
     if !run.binary_args.is_empty() {
         cmd.arg("--").args(&run.binary_args);
     }
-    if let Some(user) = std::env::var_os("RUSTC_WRAPPER").filter(|w| !w.is_empty()) {
-        cmd.env(USER_WRAPPER_ENV, user);
-    }
-    cmd.env("RUSTC_WRAPPER", &exe)
-        .env(wrapper::WRAPPER_ENV, "1")
-        .env(SESSION_ENV, &session)
-        .env(PRELOAD_ENV, &preload);
+    cmd.env(SESSION_ENV, &setup.session)
+        .env(PRELOAD_ENV, &setup.preload);
     for r in &run.requests {
         cmd.env(r.kind.enabled_env(), "1");
         if let Some(rate) = r.kind.rate_env() {
             cmd.env(rate, r.rate.to_string());
         }
     }
-    let status = cmd
-        .status()
-        .map_err(|e| CliError::Cargo(format!("cannot run {}: {e}", cargo.to_string_lossy())))?;
+    let status = cmd.status().map_err(|e| {
+        CliError::Cargo(format!("cannot run {}: {e}", setup.cargo.to_string_lossy()))
+    })?;
     let code = status.code().unwrap_or(101);
-    postprocess::finish(&session, &run.requests, code)
+    postprocess::finish(&setup.session, &run.requests, code)
+}
+
+/// What every profiled run needs before cargo starts: rprof's target directory, the preload
+/// library, a fresh session directory.
+pub(crate) struct Setup {
+    /// The cargo to run.
+    pub cargo: OsString,
+    /// This executable (the runner and rustc wrapper).
+    pub exe: PathBuf,
+    /// `<target-dir>/rprof`.
+    pub rprof_dir: PathBuf,
+    /// The preload library to inject.
+    pub preload: PathBuf,
+    /// This run's session directory.
+    pub session: PathBuf,
+}
+
+impl Setup {
+    /// Check the outputs, find the target directory, install the preload, open a session.
+    pub fn new(run: &TestRun) -> Result<Setup, CliError> {
+        for r in &run.requests {
+            check_output_dir(r)?;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let (cargo_args, user_target_dir) = take_target_dir(&run.cargo_args);
+        let target_dir = match user_target_dir {
+            Some(dir) => dir,
+            None => target_directory(&cargo, &cargo_args)?,
+        };
+        let rprof_dir = target_dir.join("rprof");
+        invalidate_stale_builds(&rprof_dir);
+        let memory = run.requests.iter().any(|r| r.kind == ProfileKind::Mem);
+        let preload = preload::install(&rprof_dir.join("preload"), memory)?;
+        let session = create_session(&rprof_dir.join("sessions"))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::io("cannot find the cargo-rprof executable", e))?;
+        Ok(Setup {
+            cargo,
+            exe,
+            rprof_dir,
+            preload,
+            session,
+        })
+    }
+
+    /// `cargo SUBCOMMAND <cargo args> --target-dir <rprof dir>` with rprof's rustc wrapper (and
+    /// the user's own, chained).
+    pub fn cargo_command(&self, subcommand: &str, run: &TestRun) -> Command {
+        let (cargo_args, _) = take_target_dir(&run.cargo_args);
+        let mut cmd = Command::new(&self.cargo);
+        cmd.arg(subcommand);
+        cmd.args(cargo_args);
+        cmd.arg("--target-dir").arg(&self.rprof_dir);
+        if let Some(user) = std::env::var_os("RUSTC_WRAPPER").filter(|w| !w.is_empty()) {
+            cmd.env(USER_WRAPPER_ENV, user);
+        }
+        cmd.env("RUSTC_WRAPPER", &self.exe)
+            .env(wrapper::WRAPPER_ENV, "1");
+        cmd
+    }
 }
 
 /// Cargo cannot see the flags the rustc wrapper adds, so it would keep builds made with another

@@ -32,6 +32,8 @@ pub mod thread;
 pub mod threads;
 pub mod unwind;
 
+#[cfg(feature = "preload")]
+mod exit_signals;
 #[cfg(feature = "preload-malloc")]
 mod malloc;
 #[cfg(feature = "preload")]

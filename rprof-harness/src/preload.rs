@@ -13,10 +13,10 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
-use crate::{cpu, maps, mem, modules, raw, sync, thread, threads};
+use crate::{cpu, exit_signals, maps, mem, modules, raw, sync, thread, threads};
 
 /// Settings read from the environment by the constructor.
 struct Settings {
@@ -32,6 +32,9 @@ struct Settings {
     /// Whether samples carry their thread (for the labels); `RPROF_LABELS=0` turns it off, to
     /// measure what labels cost.
     labels: bool,
+    /// Whether SIGINT, SIGTERM and SIGHUP write the profiles before they end the process
+    /// (`RPROF_WRITE_ON_SIGNAL=1`, set by `cargo rprof run`).
+    write_on_signal: bool,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -66,6 +69,7 @@ fn start() {
             .unwrap_or(1),
         threadcreate_profile: env("RPROF_THREADCREATEPROFILE").map(PathBuf::from),
         labels: env("RPROF_LABELS").is_none_or(|v| v != "0"),
+        write_on_signal: env("RPROF_WRITE_ON_SIGNAL").is_some_and(|v| v == "1"),
     };
     scrub_environment();
     if settings.cpu_profile.is_none()
@@ -103,7 +107,13 @@ fn start() {
             eprintln!("rprof: {e}");
         }
     }
+    let write_on_signal = settings.write_on_signal;
     let _ = SETTINGS.set(settings);
+    if write_on_signal {
+        if let Err(e) = exit_signals::install(write_profiles_once) {
+            eprintln!("rprof: profiles will not be written if a signal ends the program: {e}");
+        }
+    }
     // SAFETY: registering plain extern "C" functions without arguments.
     unsafe {
         libc::atexit(at_exit);
@@ -143,12 +153,39 @@ extern "C" fn at_exit() {
     // main arena first (measured: ~290 ms at exit after freeing a 1M-entry map).
     let _ = std::panic::catch_unwind(|| {
         match thread::spawn_harness_thread(|| {
-            let _ = std::panic::catch_unwind(write_profiles);
+            let _ = std::panic::catch_unwind(write_profiles_once);
         }) {
             Ok(writer) => writer.join(),
-            Err(_) => thread::with_harness_guard(write_profiles),
+            Err(_) => thread::with_harness_guard(write_profiles_once),
         }
     });
+}
+
+/// Nobody has started writing the profiles.
+const UNWRITTEN: u8 = 0;
+/// A thread is writing them.
+const WRITING: u8 = 1;
+/// They are written.
+const WRITTEN: u8 = 2;
+static WRITE_STATE: AtomicU8 = AtomicU8::new(UNWRITTEN);
+
+/// Write the profiles unless another thread has: then wait (bounded) until it is done, so that
+/// an `exit` during a signal's writing does not end the process under the writer.
+fn write_profiles_once() {
+    if WRITE_STATE
+        .compare_exchange(UNWRITTEN, WRITING, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        write_profiles();
+        WRITE_STATE.store(WRITTEN, Ordering::Release);
+        return;
+    }
+    for _ in 0..6000 {
+        if WRITE_STATE.load(Ordering::Acquire) == WRITTEN {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 fn write_profiles() {
