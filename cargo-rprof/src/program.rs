@@ -97,6 +97,12 @@ fn build(setup: &Setup, run: &TestRun) -> Result<Result<PathBuf, i32>, CliError>
     if !status.success() {
         return Ok(Err(status.code().unwrap_or(101)));
     }
+    if programs.len() > 1 {
+        // As `cargo run`: the package's `default-run`, if it names one of them.
+        if let Some(name) = default_run(setup, run) {
+            programs.retain(|(n, _)| *n == name);
+        }
+    }
     match programs.len() {
         1 => Ok(Ok(programs.remove(0).1)),
         0 => Err(CliError::Usage(
@@ -109,6 +115,26 @@ fn build(setup: &Setup, run: &TestRun) -> Result<Result<PathBuf, i32>, CliError>
                 names.join(", ")
             )))
         }
+    }
+}
+
+/// The `default-run` binary of the workspace's packages, when exactly one package sets one.
+fn default_run(setup: &Setup, run: &TestRun) -> Option<String> {
+    let mut cmd = std::process::Command::new(&setup.cargo);
+    cmd.args(["metadata", "--format-version", "1", "--no-deps"]);
+    if let Some(manifest) = crate::session::flag_value(&run.cargo_args, "--manifest-path") {
+        cmd.arg("--manifest-path").arg(manifest);
+    }
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let mut names = metadata
+        .get("packages")?
+        .as_array()?
+        .iter()
+        .filter_map(|p| p.get("default_run")?.as_str());
+    match (names.next(), names.next()) {
+        (Some(name), None) => Some(name.to_owned()),
+        _ => None,
     }
 }
 

@@ -368,7 +368,7 @@ fn take_target_dir(args: &[OsString]) -> (Vec<OsString>, Option<PathBuf>) {
 }
 
 /// The value of `--flag VALUE` or `--flag=VALUE` in cargo's arguments.
-fn flag_value(args: &[OsString], flag: &str) -> Option<String> {
+pub(crate) fn flag_value(args: &[OsString], flag: &str) -> Option<String> {
     let mut iter = args.iter().map(|a| a.to_string_lossy());
     while let Some(a) = iter.next() {
         if a == flag {
