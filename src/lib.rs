@@ -205,6 +205,12 @@ pub fn cum_of(values: &HashMap<String, (i64, i64)>, suffix: &str) -> i64 {
         .map_or(0, |(_, v)| v.1)
 }
 
+/// Cum value, for the sample type named `sample_type`, of the first function whose name ends
+/// with `function`.
+pub fn function_cum(p: &Profile, sample_type: &str, function: &str) -> i64 {
+    cum_of(&function_values(p, sample_type), function)
+}
+
 /// `go` for compatibility tests. `None` (the test then skips, saying so) only outside CI:
 /// with `CI` set, a missing Go toolchain fails the test.
 pub fn go_tool() -> Option<PathBuf> {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use rprof::{cum_of, function_values, go_tool, read_profile, run, Fixture, Profile};
+use rprof::{function_cum, go_tool, read_profile, run, Fixture, Profile};
 
 fn mem_run(fixture: &Fixture, rate: &str, filter: &str) -> (Profile, HashMap<String, u64>) {
     let ran = run(fixture.rprof(&[
@@ -20,28 +20,24 @@ fn mem_run(fixture: &Fixture, rate: &str, filter: &str) -> (Profile, HashMap<Str
     (read_profile(&fixture.path("mem.prof")), ran.truth())
 }
 
-fn cum(p: &Profile, sample_type: &str, function: &str) -> i64 {
-    cum_of(&function_values(p, sample_type), function)
-}
-
 #[test]
 fn rate_1_is_exact_to_the_byte() {
     let fixture = Fixture::copy("mem_sites");
     let (p, truth) = mem_run(&fixture, "1", "exact");
     assert_eq!(
-        cum(&p, "alloc_objects", "mem_sites::boxes") as u64,
+        function_cum(&p, "alloc_objects", "mem_sites::boxes") as u64,
         truth["boxes_objects"]
     );
     assert_eq!(
-        cum(&p, "alloc_space", "mem_sites::boxes") as u64,
+        function_cum(&p, "alloc_space", "mem_sites::boxes") as u64,
         truth["boxes_space"]
     );
-    assert_eq!(cum(&p, "inuse_space", "mem_sites::boxes"), 0);
+    assert_eq!(function_cum(&p, "inuse_space", "mem_sites::boxes"), 0);
     assert_eq!(
-        cum(&p, "inuse_space", "mem_sites::leak") as u64,
+        function_cum(&p, "inuse_space", "mem_sites::leak") as u64,
         truth["leak_space"]
     );
-    assert_eq!(cum(&p, "inuse_objects", "mem_sites::leak"), 1);
+    assert_eq!(function_cum(&p, "inuse_objects", "mem_sites::leak"), 1);
     // Go's heap profile layout.
     let types: Vec<String> = p
         .sample_type
@@ -115,7 +111,7 @@ fn default_rate_is_unbiased() {
         let mut total_est = 0.0;
         let mut total_true = 0.0;
         for site in ["site_fifty", "site_thirty", "site_twenty"] {
-            let est = cum(&p, "alloc_space", &format!("mem_sites::{site}")) as f64;
+            let est = function_cum(&p, "alloc_space", &format!("mem_sites::{site}")) as f64;
             let truth = truth[site] as f64;
             eprintln!("round {round}: {site} estimated {est:.0}, true {truth:.0}");
             assert!(
@@ -158,20 +154,23 @@ fn stress_across_threads_with_cpu_profile_too() {
         ran.expect_code(0);
         assert_eq!(ran.truth()["stress_rounds"], rounds.parse::<u64>().unwrap());
         let p = read_profile(&fixture.path("mem.prof"));
-        let allocated = cum(&p, "alloc_space", "mem_sites::stress_alloc");
+        let allocated = function_cum(&p, "alloc_space", "mem_sites::stress_alloc");
         assert!(allocated > 0, "rate {rate}: no allocation recorded");
         assert_eq!(
-            cum(&p, "inuse_space", "mem_sites::stress_alloc"),
+            function_cum(&p, "inuse_space", "mem_sites::stress_alloc"),
             0,
             "rate {rate}"
         );
         if rate == "1" {
             let n: i64 = rounds.parse::<i64>().unwrap() * 8 * 1_000_000;
-            assert_eq!(cum(&p, "alloc_objects", "mem_sites::stress_alloc"), n);
+            assert_eq!(
+                function_cum(&p, "alloc_objects", "mem_sites::stress_alloc"),
+                n
+            );
         }
         let cpu = read_profile(&fixture.path("cpu.prof"));
         assert_eq!(cpu.str(cpu.sample_type[1].r#type), "cpu");
-        assert!(cum(&cpu, "cpu", "mem_sites::stress_worker") > 0);
+        assert!(function_cum(&cpu, "cpu", "mem_sites::stress_worker") > 0);
     }
 }
 
@@ -196,7 +195,10 @@ fn profiled_alloc_feeds_the_profiler_and_its_absence_is_reported() {
     ]));
     ran.expect_code(0);
     let p = read_profile(&fixture.path("mem.prof"));
-    assert_eq!(cum(&p, "alloc_space", "custom_alloc::bump_hot"), 500 * 4000);
+    assert_eq!(
+        function_cum(&p, "alloc_space", "custom_alloc::bump_hot"),
+        500 * 4000
+    );
     assert!(!ran.stderr.contains("bypasses malloc"), "{}", ran.stderr);
 
     let ran = run(fixture.rprof(&["test", "--memprofile", "mem.prof", "--memprofilerate", "1"]));
@@ -204,7 +206,7 @@ fn profiled_alloc_feeds_the_profiler_and_its_absence_is_reported() {
     assert!(ran.stderr.contains("bypasses malloc"), "{}", ran.stderr);
     assert!(ran.stderr.contains("ProfiledAlloc"), "{}", ran.stderr);
     let p = read_profile(&fixture.path("mem.prof"));
-    assert_eq!(cum(&p, "alloc_space", "custom_alloc::bump_hot"), 0);
+    assert_eq!(function_cum(&p, "alloc_space", "custom_alloc::bump_hot"), 0);
 }
 
 #[test]
@@ -214,7 +216,7 @@ fn bench_binary_at_rate_1() {
     ran.expect_code(0);
     let p = read_profile(&fixture.path("mem.prof"));
     assert_eq!(p.period, 1);
-    assert!(cum(&p, "alloc_space", "chains::main") > 0);
+    assert!(function_cum(&p, "alloc_space", "chains::main") > 0);
 }
 
 #[test]
@@ -241,7 +243,7 @@ fn criterion_bench_at_rate_1_with_cpu_profile_too() {
     ran.expect_code(0);
     assert!(ran.stdout.contains("strings"), "{}", ran.stdout);
     let mem = read_profile(&fixture.path("mem.prof"));
-    let strings = cum(&mem, "alloc_objects", "crit::strings_hot");
+    let strings = function_cum(&mem, "alloc_objects", "crit::strings_hot");
     // Each call allocates 1000 strings and the vector holding them.
     assert!(strings >= 1001, "{strings}");
     assert_eq!(
@@ -250,5 +252,5 @@ fn criterion_bench_at_rate_1_with_cpu_profile_too() {
         "{strings} is not a whole number of calls"
     );
     let cpu = read_profile(&fixture.path("cpu.prof"));
-    assert!(cum(&cpu, "cpu", "crit::strings_hot") > 0);
+    assert!(function_cum(&cpu, "cpu", "crit::strings_hot") > 0);
 }

@@ -6,28 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
 
-use rprof::{read_profile, run, Fixture};
+use rprof::{function_cum, read_profile, run, Fixture};
 
 /// One run at a time: the CPU split is measured, and concurrent runs steal each other's CPU.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Cumulative value of sample type `index` over samples whose stack has a function named `name`.
-fn cum(p: &rprof::Profile, name: &str, index: usize) -> i64 {
-    p.sample
-        .iter()
-        .filter(|s| {
-            s.location_id.iter().any(|&id| {
-                p.location_by_id(id).is_some_and(|l| {
-                    l.line.iter().any(|line| {
-                        p.function_by_id(line.function_id)
-                            .is_some_and(|f| p.str(f.name) == name)
-                    })
-                })
-            })
-        })
-        .map(|s| s.value[index])
-        .sum()
-}
 
 #[test]
 fn a_program_is_profiled_like_a_test_and_keeps_its_exit_status() {
@@ -52,12 +34,11 @@ fn a_program_is_profiled_like_a_test_and_keeps_its_exit_status() {
     ran.expect_code(3);
     let truth = ran.truth();
     let cpu = read_profile(&fixture.path("cpu.prof"));
-    let ns = cpu.sample_index("cpu").unwrap();
     let hot = ["hot_two", "hot_three", "hot_five"];
     let measured: Vec<f64> = hot.iter().map(|h| truth[*h] as f64).collect();
     let sampled: Vec<f64> = hot
         .iter()
-        .map(|h| cum(&cpu, &format!("split::{h}"), ns) as f64)
+        .map(|h| function_cum(&cpu, "cpu", &format!("split::{h}")) as f64)
         .collect();
     let (m_total, s_total): (f64, f64) = (measured.iter().sum(), sampled.iter().sum());
     for (i, h) in hot.iter().enumerate() {
@@ -74,10 +55,14 @@ fn a_program_is_profiled_like_a_test_and_keeps_its_exit_status() {
     );
     // Every allocation of alloc_sites, exactly.
     let mem = read_profile(&fixture.path("mem.prof"));
-    let objects = mem.sample_index("alloc_objects").unwrap();
-    let bytes = mem.sample_index("alloc_space").unwrap();
-    assert_eq!(cum(&mem, "split::alloc_sites", objects), 1001);
-    assert_eq!(cum(&mem, "split::alloc_sites", bytes), 72_000);
+    assert_eq!(
+        function_cum(&mem, "alloc_objects", "split::alloc_sites"),
+        1001
+    );
+    assert_eq!(
+        function_cum(&mem, "alloc_space", "split::alloc_sites"),
+        72_000
+    );
 }
 
 /// Start `cargo rprof run ... -- forever` in a process group of its own, wait for the program
@@ -133,11 +118,7 @@ fn sigterm_to_cargo_rprof_and_sigint_to_the_group_leave_complete_profiles() {
         let _ = std::fs::remove_file(fixture.path("mem.prof"));
         interrupted(&fixture, signal, to_group);
         let cpu = read_profile(&fixture.path("cpu.prof"));
-        let spinning = cum(
-            &cpu,
-            "split::spin_until_signalled",
-            cpu.sample_index("cpu").unwrap(),
-        );
+        let spinning = function_cum(&cpu, "cpu", "split::spin_until_signalled");
         // 0.5 s of spinning at 100 Hz: dozens of samples (some may be lost on a busy machine).
         assert!(
             spinning >= 100_000_000,
