@@ -236,7 +236,9 @@ impl TagMatch {
         match self {
             TagMatch::Numeric { key, range } => sample.label.iter().any(|l| {
                 let k = profile.str(l.key);
+                // The identity `traces` gives samples is no label of the profile's.
                 l.str == 0
+                    && k != super::graph::LOADED_SAMPLE
                     && key.as_deref().is_none_or(|want| want == k)
                     && range.contains(l.num, units.get(k).map_or("", String::as_str))
             }),

@@ -471,6 +471,58 @@ fn merge_locations<'p>(
     merged
 }
 
+/// The label key with which `traces` keeps apart samples that only a filter made equal: pprof
+/// merges a profile's samples once, as it loads it, and prints the filtered samples as they are.
+pub(crate) const LOADED_SAMPLE: &str = "rprof.loaded_sample";
+
+/// `profile` with every sample labelled [`LOADED_SAMPLE`] by its identity under pprof's
+/// load-time merge (samples that loading merges share one), so that the merge after a filter
+/// sums only what loading would have summed.
+pub(crate) fn with_loaded_identity(profile: &Profile) -> Profile {
+    let raw: Vec<MergedSample<'_>> = profile
+        .sample
+        .iter()
+        .map(|s| MergedSample {
+            locations: Cow::Borrowed(s.location_id.as_slice()),
+            values: Vec::new(),
+            labels: &s.label,
+        })
+        .collect();
+    let merged_locations = merge_locations(profile, &raw);
+    let mut out = profile.clone();
+    out.string_table.push(LOADED_SAMPLE.to_owned());
+    let key = out.string_table.len() as i64 - 1;
+    let mut ids: FastMap<SampleKey<'_>, i64> = FastMap::default();
+    for (s, o) in profile.sample.iter().zip(&mut out.sample) {
+        let locations: Vec<u64> = s
+            .location_id
+            .iter()
+            .map(|id| merged_locations.get(id).map_or(*id, |&(c, _)| c))
+            .collect();
+        let mut labels: Vec<LabelKey<'_>> = s
+            .label
+            .iter()
+            .map(|l| {
+                (
+                    profile.str(l.key),
+                    profile.str(l.str),
+                    l.num,
+                    profile.str(l.num_unit),
+                )
+            })
+            .collect();
+        labels.sort_by_key(|l| l.0);
+        let next = ids.len() as i64 + 1;
+        let id = *ids.entry((Cow::Owned(locations), labels)).or_insert(next);
+        o.label.push(Label {
+            key,
+            num: id,
+            ..Label::default()
+        });
+    }
+    out
+}
+
 /// The samples of `profile` merged as pprof merges a profile it loads (see [`Prepared::new`]),
 /// for what needs values but no nodes.
 pub(crate) fn merged_samples(profile: &Profile) -> Vec<MergedSample<'_>> {

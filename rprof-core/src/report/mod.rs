@@ -767,8 +767,11 @@ fn select_output_unit(nodes: &[usize], stats: &[graph::NodeStat], sel: &Selected
 pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
     const SEPARATOR: &str = "-----------+-------------------------------------------------------";
     let original = profile;
+    // pprof merges samples as it loads a profile, filters, and prints each filtered sample:
+    // samples a filter made equal (a pruned leaf) stay apart.
+    let identified = (!opts.filters.is_empty()).then(|| graph::with_loaded_identity(original));
     let mut keep = None;
-    let profile = drawn(original, opts, &mut keep)?;
+    let profile = drawn(identified.as_ref().unwrap_or(original), opts, &mut keep)?;
     let prepared = Prepared::with_granularity(profile, opts.granularity);
     let mut sel = Selected::new(profile, &prepared, opts)?;
     sel.total = unfiltered_total(original, opts, &sel);
@@ -800,6 +803,9 @@ pub fn traces(profile: &Profile, opts: &ReportOptions) -> Result<String> {
         let mut nums: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for l in sample.labels {
             let key = profile.str(l.key);
+            if key == graph::LOADED_SAMPLE {
+                continue;
+            }
             if l.str != 0 {
                 strs.entry(key).or_default().push(profile.str(l.str));
             } else if l.num != 0 || l.num_unit != 0 {

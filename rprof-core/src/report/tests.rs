@@ -362,6 +362,38 @@ fn traces_of_a_heap_profile_keep_samples_that_are_zero_for_the_shown_type() {
     assert_eq!(traces(&heap_profile(), &o).unwrap(), want);
 }
 
+/// pprof merges samples as it loads a profile, then filters: two samples that differ only in
+/// the leaf a `prune_from` cuts off stay two traces, as `go tool pprof -traces` prints them.
+#[test]
+fn traces_keep_apart_samples_only_a_filter_made_equal() {
+    let mut b = ProfileBuilder::new(&[("samples", "count")], ("samples", "count"), 1);
+    let (clock, hot, main) = (
+        b.function("clock", "", "", 0),
+        b.function("hot", "", "", 0),
+        b.function("main", "", "", 0),
+    );
+    let (clock_a, clock_b) = (
+        b.location(0, 0x10, &[(clock, 0)]),
+        b.location(0, 0x14, &[(clock, 0)]),
+    );
+    let (hot_site, main_site) = (
+        b.location(0, 0x20, &[(hot, 0)]),
+        b.location(0, 0x30, &[(main, 0)]),
+    );
+    b.add_sample(&[clock_a, hot_site, main_site], &[4]);
+    b.add_sample(&[clock_b, hot_site, main_site], &[4]);
+    let o = ReportOptions {
+        filters: crate::report::filter::Filters {
+            prune_from: Some("hot".into()),
+            ..Default::default()
+        },
+        ..opts()
+    };
+    let out = traces(&b.build(), &o).unwrap();
+    let values: Vec<&str> = out.lines().filter(|l| l.ends_with("   hot")).collect();
+    assert_eq!(values, ["         4   hot", "         4   hot"], "{out}");
+}
+
 #[test]
 fn traces_print_labels_and_merge_equal_samples() {
     let mut b = ProfileBuilder::new(&[("alloc_space", "bytes")], ("space", "bytes"), 1);
