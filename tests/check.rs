@@ -267,7 +267,7 @@ fn check_on_cpu_allows_noise_and_flags_new_tests() {
     );
     assert_eq!(
         ran.stderr,
-        "error: 1 regression past +25% and min delta 50ms (cpu, 4 tests compared)\n"
+        "error: 1 regression past +25% and min delta 50ms (cpu, 3 tests compared)\n"
     );
     let ran = rprof(&["check", "--min-delta", "10ms"], &[&base, &new]);
     ran.expect_code(1);

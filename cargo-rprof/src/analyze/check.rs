@@ -79,7 +79,10 @@ pub fn check(a: &CheckArgs) -> Result<i32, CliError> {
         key => (GroupBy::Label(key.to_owned()), format!("`{key}` value")),
     };
     let values = |path: &Path, p| {
-        check::grouped_values(p, &by, index, &filters).map_err(|e| label_error(&[path], e))
+        let mut values =
+            check::grouped_values(p, &by, index, &filters).map_err(|e| label_error(&[path], e))?;
+        values.retain(|key, _| check::is_gated(&by, key));
+        Ok::<_, CliError>(values)
     };
     let comparison = check::compare(&values(&a.base, &base)?, &values(&a.new, &new)?, &threshold);
 

@@ -155,6 +155,19 @@ pub enum GroupBy {
     Function,
 }
 
+/// Whether `key` of a comparison grouped `by` is gated. Grouped by test, the rows that are not
+/// rows that no test owns are not: `(shared)` is libtest's own bookkeeping (its allocations and
+/// waits vary with the order in which tests finish) and `(harness)` is rprof's. `(unlabelled)`
+/// (a binary without libtest, in a merged run) is gated: its work is the program's.
+pub fn is_gated(by: &GroupBy, key: &str) -> bool {
+    if *by != GroupBy::Label(crate::labels::TEST.to_owned()) {
+        return true;
+    }
+    ![crate::labels::SHARED, crate::labels::HARNESS]
+        .iter()
+        .any(|row| key == *row || key.strip_suffix(row).is_some_and(|k| k.ends_with(' ')))
+}
+
 /// The values of sample type `index` of `profile` (after `filters`), per key of `by`. A profile
 /// whose samples all lack the label is an [`Error::NoLabel`] with input 0.
 pub fn grouped_values(
@@ -312,6 +325,17 @@ mod tests {
         let mut b = ProfileBuilder::new(&[("alloc_objects", "count")], ("space", "bytes"), 1);
         b.default_sample_type("alloc_objects");
         assert_eq!(Threshold::defaults(&b.build(), 0), EXACT);
+    }
+
+    #[test]
+    fn only_tests_are_gated() {
+        let by_test = GroupBy::Label("test".into());
+        assert!(is_gated(&by_test, "tests::parse"));
+        assert!(is_gated(&by_test, "(doctest)"));
+        assert!(!is_gated(&by_test, "(shared)"));
+        assert!(!is_gated(&by_test, "alpha (harness)"));
+        assert!(is_gated(&by_test, "(unlabelled)"));
+        assert!(is_gated(&GroupBy::Function, "(shared)"));
     }
 
     #[test]
