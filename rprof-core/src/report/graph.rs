@@ -499,19 +499,7 @@ pub(crate) fn with_loaded_identity(profile: &Profile) -> Profile {
             .iter()
             .map(|id| merged_locations.get(id).map_or(*id, |&(c, _)| c))
             .collect();
-        let mut labels: Vec<LabelKey<'_>> = s
-            .label
-            .iter()
-            .map(|l| {
-                (
-                    profile.str(l.key),
-                    profile.str(l.str),
-                    l.num,
-                    profile.str(l.num_unit),
-                )
-            })
-            .collect();
-        labels.sort_by_key(|l| l.0);
+        let labels = label_keys(profile, &s.label);
         let next = ids.len() as i64 + 1;
         let id = *ids.entry((Cow::Owned(locations), labels)).or_insert(next);
         o.label.push(Label {
@@ -531,6 +519,24 @@ pub(crate) fn merged_samples(profile: &Profile) -> Vec<MergedSample<'_>> {
 
 /// A label as merging compares it: key, string value, number, number unit.
 type LabelKey<'p> = (&'p str, &'p str, i64, &'p str);
+
+/// `labels` as merging compares them, ordered by key only: values of one key keep their order,
+/// as in pprof's label map.
+fn label_keys<'p>(profile: &'p Profile, labels: &[Label]) -> Vec<LabelKey<'p>> {
+    let mut keys: Vec<LabelKey<'p>> = labels
+        .iter()
+        .map(|l| {
+            (
+                profile.str(l.key),
+                profile.str(l.str),
+                l.num,
+                profile.str(l.num_unit),
+            )
+        })
+        .collect();
+    keys.sort_by_key(|l| l.0);
+    keys
+}
 /// What makes two samples one: their locations and labels.
 type SampleKey<'p> = (Cow<'p, [u64]>, Vec<LabelKey<'p>>);
 
@@ -586,20 +592,7 @@ fn sum_equal<'p>(
     let mut merged: Vec<MergedSample<'p>> = Vec::new();
     let mut index: FastMap<SampleKey<'p>, usize> = FastMap::default();
     for s in samples {
-        let mut labels: Vec<_> = s
-            .labels
-            .iter()
-            .map(|l| {
-                (
-                    profile.str(l.key),
-                    profile.str(l.str),
-                    l.num,
-                    profile.str(l.num_unit),
-                )
-            })
-            .collect();
-        // Order by key only: values of one key keep their order, as in pprof's label map.
-        labels.sort_by_key(|l| l.0);
+        let labels = label_keys(profile, s.labels);
         match index.entry((s.locations.clone(), labels)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let m = &mut merged[*e.get()];
