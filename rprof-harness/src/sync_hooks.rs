@@ -60,6 +60,7 @@ pub unsafe extern "C" fn syscall(
                 return r;
             }
             FUTEX_WAKE | FUTEX_WAKE_BITSET => {
+                sync::releasing(a1 as u64);
                 // Charge before waking: a woken thread may stop waiting (and leave the table)
                 // on another core before this call returns.
                 sync::wake(a1 as u64, a3.max(0) as usize);

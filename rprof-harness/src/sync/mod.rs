@@ -8,9 +8,11 @@
 //! **Block**: each wait of `d` ns is an event, sampled as Go does: kept if `d >= rate`, else with
 //! probability `d / rate`, then counting `rate / d` contentions and `rate` ns. Consecutive
 //! lock-protocol waits (futex value [`LOCK_CONTENDED`]) of one thread on one address from one
-//! stack less than [`REWAIT_NS`] apart are one event (a lock that was lost to another thread
-//! right after a wake-up is waited for again; to the program that is one contended `lock()`):
-//! they add delay, not contentions. Condition variable and park waits are never merged: a
+//! stack, with no wake of that address by the thread in between, are one event: a lock that was
+//! lost to another thread right after a wake-up is waited for again, and to the program that is
+//! one contended `lock()`. They add delay, not contentions. A lock acquired after a wait is left
+//! "contended", so its unlock always wakes: that wake is what ends the merged event, however
+//! long the woken thread took to run (a time window failed under load). Condition variable and park waits are never merged: a
 //! consumer loop waits again from the same stack within microseconds, and each is an event.
 //!
 //! **Mutex**: a thread that wakes waiters is charged with the delay they incurred since they
@@ -31,10 +33,6 @@ use std::sync::OnceLock;
 use crate::mem::tables::{hash_stack, Bucket, StackEntry, Table};
 use crate::thread;
 use crate::unwind::{self, MAX_DEPTH};
-
-/// Lock-protocol waits closer together than this (same thread, address and stack) are one
-/// blocking event.
-pub const REWAIT_NS: u64 = 50_000;
 
 /// The futex value a waiter of a 0/1/2 lock (std's `Mutex`, glibc's low-level lock) waits
 /// for: "locked, with waiters". Condition variables and parkers wait for other values.
@@ -236,8 +234,24 @@ pub struct Wait {
 }
 
 thread_local! {
-    /// (address, end, stack hash) of the thread's last recorded wait, for merging re-waits.
-    static LAST_WAIT: Cell<(u64, u64, u64)> = const { Cell::new((0, 0, 0)) };
+    /// (address, stack hash) of the thread's last lock-protocol wait not yet ended by a wake of
+    /// that address from this thread, for merging re-waits.
+    static LAST_WAIT: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// The calling thread is about to wake waiters of `addr` (a futex wake): if it last waited for
+/// that lock, it has acquired it since and is now releasing it, so its next wait there is a new
+/// `lock()` call.
+#[inline]
+pub fn releasing(addr: u64) {
+    if BLOCK_RATE.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let _ = LAST_WAIT.try_with(|l| {
+        if l.get().0 == addr {
+            l.set((0, 0));
+        }
+    });
 }
 
 /// The calling thread is about to wait on `addr`; `lock_protocol` when it is a futex wait for
@@ -288,12 +302,13 @@ fn record_block(w: Wait, end: u64, rate: u64) {
     let mut frames = [0u64; MAX_DEPTH];
     let stack = own_stack(&mut frames);
     let hash = hash_stack(stack);
-    let (last_addr, last_end, last_hash) = LAST_WAIT.try_with(Cell::get).unwrap_or_default();
-    let rewait = w.lock_protocol
-        && last_addr == w.addr
-        && last_hash == hash
-        && w.start.saturating_sub(last_end) < REWAIT_NS;
-    let _ = LAST_WAIT.try_with(|l| l.set((w.addr, end, hash)));
+    let rewait = w.lock_protocol && LAST_WAIT.try_with(Cell::get).ok() == Some((w.addr, hash));
+    let last = if w.lock_protocol {
+        (w.addr, hash)
+    } else {
+        (0, 0)
+    };
+    let _ = LAST_WAIT.try_with(|l| l.set(last));
     let (contentions_milli, delay) = if d >= rate {
         (1000, d)
     } else if crate::rng::next_f64() * (rate as f64) < d as f64 {
