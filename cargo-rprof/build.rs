@@ -28,9 +28,9 @@ fn main() {
     );
 
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    // Two libraries from one target directory (the second build reuses every dependency): one
-    // with the malloc interposer, for memory profiles, and one without, so that CPU, block and
-    // mutex profiles do not slow down every allocation.
+    // Three libraries from one target directory (later builds reuse every dependency): one
+    // with the malloc interposer, for memory profiles, one without, so that CPU, block and
+    // mutex profiles do not slow down every allocation, and one that also serves live profiles.
     for (features, name, var) in [
         (
             "preload",
@@ -41,6 +41,13 @@ fn main() {
             "preload,preload-malloc",
             "librprof_preload.so",
             "RPROF_PRELOAD",
+        ),
+        // The live endpoints (`cargo rprof run --http`): the memory profiler and an in-process
+        // symbolizer besides; only runs that serve profiles pay for its size.
+        (
+            "preload,preload-malloc,http",
+            "librprof_preload_http.so",
+            "RPROF_PRELOAD_HTTP",
         ),
     ] {
         let so = build_preload(&harness, &out.join("preload-target"), features);

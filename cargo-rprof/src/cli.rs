@@ -42,7 +42,7 @@ pub enum Command {
     /// Build and run a program (like `cargo run`) with profilers on; write pprof files when it
     /// ends, also by Ctrl-C or SIGTERM (cargo build options pass through).
     #[command(after_help = RUN_HELP)]
-    Run(ProfileArgs),
+    Run(RunArgs),
     /// Print the functions with the highest values, like `go tool pprof -top`.
     Top(TopArgs),
     /// Print every distinct stack with its value, like `go tool pprof -traces`.
@@ -109,6 +109,23 @@ Examples:
   cargo rprof run --example demo --memprofile mem.prof --memprofilerate 1
   cargo rprof run --bin server --release --cpuprofile cpu.prof --blockprofile block.prof";
 
+/// `cargo rprof run`'s flags: the profiles, and the live endpoints.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Serve live profiles from inside the program at ADDR (HOST:PORT, port 0 for a free one),
+    /// on Go's net/http/pprof paths: /debug/pprof/heap, profile?seconds=N, ... The memory,
+    /// block and mutex profilers run for them even without their --*profile flags. Loopback
+    /// addresses only, unless --http-allow-remote is given.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Allow a non-loopback --http address. Every request must then carry the random token
+    /// printed at start (`?token=...`).
+    #[arg(long, requires = "http")]
+    pub http_allow_remote: bool,
+}
+
 /// rprof's own flags for `test`, `bench` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct ProfileArgs {
@@ -162,9 +179,15 @@ pub struct ProfileArgs {
 #[command(group(clap::ArgGroup::new("base_profile").multiple(false)))]
 pub struct ReportArgs {
     /// The profiles to read (pprof format, gzip or raw); several are merged, as
-    /// `go tool pprof A B` merges them.
+    /// `go tool pprof A B` merges them. An http:// URL (e.g.
+    /// http://localhost:6060/debug/pprof/heap) is fetched, and a copy saved in $RPROF_DIR
+    /// (default ./pprof), wherever a FILE is read.
     #[arg(value_name = "FILE", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+    /// For http:// inputs: ask the server to profile for N seconds (adds `seconds=N` to the
+    /// URL, as `go tool pprof -seconds`; a CPU profile URL's default is the server's, 30).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub seconds: Option<u64>,
     /// Which sample type to report, e.g. `samples`, `cpu`, `alloc_space` (default: the
     /// profile's default).
     #[arg(
@@ -516,7 +539,11 @@ const OWN_VALUE_FLAGS: &[&str] = &[
     "--mutexprofilefraction",
     "--threadcreateprofile",
     "--outputdir",
+    "--http",
 ];
+
+/// rprof's own flags without a value, among cargo's.
+const OWN_SWITCHES: &[&str] = &["--http-allow-remote"];
 
 /// Split the arguments after `test`/`bench` into rprof's own (as `--flag=value`), cargo's, and
 /// the binaries' (after `--`).
@@ -529,7 +556,7 @@ fn split_profile_args(args: &[OsString]) -> (Vec<OsString>, Vec<OsString>, Vec<O
             binary.extend(iter.by_ref().cloned());
             break;
         }
-        if s == "-h" || s == "--help" {
+        if s == "-h" || s == "--help" || OWN_SWITCHES.contains(&s.as_ref()) {
             own.push(a.clone());
         } else if OWN_VALUE_FLAGS.contains(&s.as_ref()) {
             match iter.next() {
@@ -568,9 +595,12 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
     }
     let CargoCli::Rprof(cli) = CargoCli::try_parse_from(args)?;
     let mut command = cli.command;
-    if let (Command::Test(p) | Command::Bench(p) | Command::Run(p), Some((cargo, binary))) =
-        (&mut command, passthrough)
-    {
+    let profile_args = match &mut command {
+        Command::Test(p) | Command::Bench(p) => Some(p),
+        Command::Run(r) => Some(&mut r.profile),
+        _ => None,
+    };
+    if let (Some(p), Some((cargo, binary))) = (profile_args, passthrough) {
         p.passthrough = cargo;
         if !binary.is_empty() {
             p.passthrough.push("--".into());
@@ -580,8 +610,41 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
     Ok(command)
 }
 
+/// Turn parsed `run` flags into a run: as [`test_run`], where `--http` alone is enough.
+pub fn program_run(r: &RunArgs) -> Result<TestRun, CliError> {
+    let http = match &r.http {
+        None => None,
+        Some(addr) => {
+            let p = &r.profile;
+            let rates = [
+                (ProfileKind::Cpu, u64::from(p.cpuprofilerate)),
+                (ProfileKind::Mem, p.memprofilerate),
+                (ProfileKind::Block, p.blockprofilerate),
+                (ProfileKind::Mutex, p.mutexprofilefraction),
+            ]
+            .into_iter()
+            .filter_map(|(kind, rate)| Some((kind.rate_env()?, rate)))
+            .collect();
+            Some(crate::session::LiveServer::new(
+                addr,
+                r.http_allow_remote,
+                rates,
+            )?)
+        }
+    };
+    test_run_with("run", &r.profile, http)
+}
+
 /// Turn parsed `test`/`bench` flags into a run.
 pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> {
+    test_run_with(subcommand, p, None)
+}
+
+fn test_run_with(
+    subcommand: &str,
+    p: &ProfileArgs,
+    http: Option<crate::session::LiveServer>,
+) -> Result<TestRun, CliError> {
     let dir = p.outputdir.clone().unwrap_or_default();
     let wanted = [
         (ProfileKind::Cpu, &p.cpuprofile, u64::from(p.cpuprofilerate)),
@@ -600,7 +663,7 @@ pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> 
             })
         })
         .collect();
-    if requests.is_empty() {
+    if requests.is_empty() && http.is_none() {
         return Err(CliError::Usage(format!(
             "no profile requested: add --cpuprofile, --memprofile, --blockprofile, --mutexprofile or --threadcreateprofile FILE (see `cargo rprof {subcommand} --help`)"
         )));
@@ -633,6 +696,7 @@ pub fn test_run(subcommand: &str, p: &ProfileArgs) -> Result<TestRun, CliError> 
         cargo_args,
         binary_args,
         requests,
+        http,
     })
 }
 
@@ -656,7 +720,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
     match &command {
         Command::Test(p) => session::run(&test_run("test", p)?),
         Command::Bench(p) => session::run(&test_run("bench", p)?),
-        Command::Run(p) => crate::program::run(&test_run("run", p)?),
+        Command::Run(r) => crate::program::run(&program_run(r)?),
         Command::Top(a) => analyze::top(a).map(|()| 0),
         Command::Traces(a) => analyze::traces(a).map(|()| 0),
         Command::Tree(a) => analyze::tree(a).map(|()| 0),

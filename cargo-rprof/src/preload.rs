@@ -10,23 +10,41 @@ static PRELOAD: &[u8] = include_bytes!(env!("RPROF_PRELOAD_SO"));
 /// The same without the malloc interposer: every other run, whose allocations then cost
 /// nothing extra.
 static PRELOAD_LIGHT: &[u8] = include_bytes!(env!("RPROF_PRELOAD_LIGHT_SO"));
+/// With the malloc interposer and the live endpoints (and their in-process symbolizer).
+static PRELOAD_HTTP: &[u8] = include_bytes!(env!("RPROF_PRELOAD_HTTP_SO"));
 
-/// Write the embedded library into `dir` (once per version) and return its path: the one that
-/// interposes malloc when `memory` profiles are wanted, the light one otherwise.
-pub fn install(dir: &Path, memory: bool) -> Result<PathBuf, CliError> {
-    let (bytes, name) = if memory {
-        (
+/// Which embedded library a run needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// CPU, block, mutex and thread-creation profiles: no malloc interposer.
+    Light,
+    /// Memory profiles: the malloc interposer.
+    Memory,
+    /// Live endpoints (`run --http`): the interposer and the HTTP server.
+    Live,
+}
+
+/// Write the embedded library of `variant` into `dir` (once per version) and return its path.
+pub fn install(dir: &Path, variant: Variant) -> Result<PathBuf, CliError> {
+    let (bytes, name) = match variant {
+        Variant::Memory => (
             PRELOAD,
             format!("librprof_preload-{}.so", env!("RPROF_PRELOAD_HASH")),
-        )
-    } else {
-        (
+        ),
+        Variant::Light => (
             PRELOAD_LIGHT,
             format!(
                 "librprof_preload_light-{}.so",
                 env!("RPROF_PRELOAD_LIGHT_HASH")
             ),
-        )
+        ),
+        Variant::Live => (
+            PRELOAD_HTTP,
+            format!(
+                "librprof_preload_http-{}.so",
+                env!("RPROF_PRELOAD_HTTP_HASH")
+            ),
+        ),
     };
     let path = dir.join(name);
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {

@@ -52,6 +52,16 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
         }
     }
     cmd.env("RPROF_WRITE_ON_SIGNAL", "1");
+    if let Some(live) = &run.http {
+        cmd.env("RPROF_HTTP", &live.addr);
+        if let Some(token) = &live.token {
+            cmd.env("RPROF_HTTP_TOKEN", token);
+        }
+        // The live profiles sample at the asked rates even without their --*profile flags.
+        for (var, rate) in &live.rates {
+            cmd.env(var, rate.to_string());
+        }
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| CliError::io(format!("cannot run {}", program.display()), e))?;

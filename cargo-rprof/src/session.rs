@@ -127,6 +127,68 @@ pub struct TestRun {
     pub binary_args: Vec<OsString>,
     /// The profiles to collect.
     pub requests: Vec<Request>,
+    /// Where the program serves live profiles (`cargo rprof run --http`).
+    pub http: Option<LiveServer>,
+}
+
+/// The live endpoints `cargo rprof run --http` asks the program to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveServer {
+    /// HOST:PORT.
+    pub addr: String,
+    /// The token every request must carry, when the address is not loopback-only.
+    pub token: Option<String>,
+    /// The rate settings of every profiler the endpoints serve (`RPROF_*RATE` variables and
+    /// values), whether or not a file of that kind is asked for.
+    pub rates: Vec<(&'static str, u64)>,
+}
+
+impl LiveServer {
+    /// Check `addr` before anything is built: it must parse, and be loopback unless
+    /// `allow_remote` (which then makes a random token).
+    pub fn new(
+        addr: &str,
+        allow_remote: bool,
+        rates: Vec<(&'static str, u64)>,
+    ) -> Result<LiveServer, CliError> {
+        use std::net::ToSocketAddrs;
+        let parsed = addr
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--http {addr}: not an address; use HOST:PORT, e.g. 127.0.0.1:6060"
+                ))
+            })?;
+        if !allow_remote && !parsed.ip().is_loopback() {
+            return Err(CliError::Usage(format!(
+                "--http {addr}: not a loopback address; add --http-allow-remote to serve profiles beyond this machine (every request then needs the printed token)"
+            )));
+        }
+        Ok(LiveServer {
+            addr: addr.to_owned(),
+            token: allow_remote.then(random_token),
+            rates,
+        })
+    }
+}
+
+/// 128 random bits from the kernel, in hex.
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `bytes`.
+        let n = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
+        if n <= 0 {
+            break;
+        }
+        filled += n as usize;
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One run of a binary, as the runner recorded it.
@@ -237,8 +299,14 @@ impl Setup {
         };
         let rprof_dir = target_dir.join("rprof");
         invalidate_stale_builds(&rprof_dir);
-        let memory = run.requests.iter().any(|r| r.kind == ProfileKind::Mem);
-        let preload = preload::install(&rprof_dir.join("preload"), memory)?;
+        let variant = if run.http.is_some() {
+            preload::Variant::Live
+        } else if run.requests.iter().any(|r| r.kind == ProfileKind::Mem) {
+            preload::Variant::Memory
+        } else {
+            preload::Variant::Light
+        };
+        let preload = preload::install(&rprof_dir.join("preload"), variant)?;
         let session = create_session(&rprof_dir.join("sessions"))?;
         let exe = std::env::current_exe()
             .map_err(|e| CliError::io("cannot find the cargo-rprof executable", e))?;

@@ -72,6 +72,10 @@ pub fn is_allocator_frame(name: &str) -> bool {
         "__rg_",
         "alloc::alloc::",
         "<alloc::alloc::Global as ",
+        "<alloc::alloc::Global>::",
+        // RawVec is how Vec, String and VecDeque allocate: plumbing, not the allocating code.
+        "alloc::raw_vec::",
+        "<alloc::raw_vec::",
         "std::alloc::",
         "<std::alloc::System as ",
         "std::sys::alloc::",

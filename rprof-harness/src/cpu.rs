@@ -205,6 +205,29 @@ pub fn stop() -> Result<CpuData, CpuError> {
     })
 }
 
+/// What the running profile has collected so far (as of the drain thread's last pass, at most
+/// 50 ms ago), without stopping it: two snapshots subtracted give the profile of the time
+/// between them.
+pub fn snapshot() -> Result<CpuData, CpuError> {
+    let (stacks, start, started) = {
+        let session = SESSION.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(session) = session.as_ref() else {
+            return Err(CpuError::NotRunning);
+        };
+        (session.stacks.clone(), session.start, session.started)
+    };
+    let stacks = stacks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(CpuData {
+        stacks,
+        period_ns: PERIOD_NS.load(Ordering::Relaxed),
+        start: Some(start),
+        duration: started.elapsed(),
+        lost: LOST.load(Ordering::Relaxed),
+        threads_unprofiled: UNPROFILED.load(Ordering::Relaxed),
+        in_harness: IN_HARNESS.load(Ordering::Relaxed),
+    })
+}
+
 /// Called on a new thread before its start routine (after its stack bounds are recorded):
 /// while profiling, arm its timer. Returns the timer's slot for [`thread_exiting`].
 pub fn thread_started_slot() -> Option<usize> {

@@ -18,6 +18,8 @@ pub mod alloc;
 pub mod cpu;
 #[cfg(feature = "criterion")]
 pub mod criterion;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod maps;
 pub mod mem;
 pub mod modules;
@@ -29,6 +31,8 @@ mod rng;
 pub mod sync;
 mod sys;
 pub mod thread;
+#[cfg(feature = "http")]
+pub mod thread_stacks;
 pub mod threads;
 pub mod unwind;
 

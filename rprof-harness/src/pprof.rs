@@ -124,6 +124,37 @@ pub fn stop_cpu_profile() -> Result<Profile, ProfileError> {
     Ok(symbolize(&raw, None))
 }
 
+/// A CPU profile of the next `duration` at `hz` samples per CPU-second, symbolized; what the
+/// live `profile?seconds=N` endpoint serves. While a CPU profile already runs in this process
+/// (`cargo rprof run --cpuprofile`, or [`start_cpu_profile`]), it is the difference of two
+/// snapshots of that one (at its rate); otherwise one is started and stopped around the wait.
+pub fn profile_cpu_for(duration: std::time::Duration, hz: u32) -> Result<Profile, ProfileError> {
+    if cpu::is_running() {
+        let before = cpu::snapshot()?;
+        std::thread::sleep(duration);
+        let after = cpu::snapshot()?;
+        let delta = cpu_delta(before, after);
+        let raw = thread::with_harness_guard(|| raw::cpu_profile(&delta, &maps::profile_objects()));
+        return Ok(symbolize(&raw, None));
+    }
+    let running = start_cpu_profile(hz)?;
+    std::thread::sleep(duration);
+    running.stop()
+}
+
+/// `after - before` of one running CPU profile.
+fn cpu_delta(before: cpu::CpuData, mut after: cpu::CpuData) -> cpu::CpuData {
+    for (stack, periods) in &mut after.stacks {
+        *periods -= before.stacks.get(stack).copied().unwrap_or(0).min(*periods);
+    }
+    after.stacks.retain(|_, periods| *periods > 0);
+    after.start = before.start.map(|t| t + before.duration);
+    after.duration = after.duration.saturating_sub(before.duration);
+    after.lost -= before.lost.min(after.lost);
+    after.in_harness -= before.in_harness.min(after.in_harness);
+    after
+}
+
 /// The heap profile now (allocations so far, and what is live), symbolized.
 pub fn heap_profile() -> Result<Profile, ProfileError> {
     if let Some(raw) = preload_raw(RAW_HEAP)? {
@@ -152,18 +183,35 @@ pub fn start_heap_profile(rate: u64) -> Result<(), ProfileError> {
 
 /// The block profile so far, symbolized (under `cargo rprof --blockprofile`).
 pub fn block_profile() -> Result<Profile, ProfileError> {
-    match preload_raw(RAW_BLOCK)? {
-        Some(raw) => Ok(symbolize(&raw, Some(edit::is_sync_frame))),
-        None => Err(ProfileError::NotActive("block")),
-    }
+    let raw = match preload_raw(RAW_BLOCK)? {
+        Some(raw) => raw,
+        // Inside the preload library itself (its live endpoints): its own profiler.
+        None if crate::sync::block_rate() != 0 => thread::with_harness_guard(|| {
+            raw::event_profile(
+                &crate::sync::snapshot_block(),
+                &maps::profile_objects(),
+                "block",
+            )
+        }),
+        None => return Err(ProfileError::NotActive("block")),
+    };
+    Ok(symbolize(&raw, Some(edit::is_sync_frame)))
 }
 
 /// The mutex profile so far, symbolized (under `cargo rprof --mutexprofile`).
 pub fn mutex_profile() -> Result<Profile, ProfileError> {
-    match preload_raw(RAW_MUTEX)? {
-        Some(raw) => Ok(symbolize(&raw, Some(edit::is_sync_frame))),
-        None => Err(ProfileError::NotActive("mutex")),
-    }
+    let raw = match preload_raw(RAW_MUTEX)? {
+        Some(raw) => raw,
+        None if crate::sync::mutex_fraction() != 0 => thread::with_harness_guard(|| {
+            raw::event_profile(
+                &crate::sync::snapshot_mutex(),
+                &maps::profile_objects(),
+                "mutex",
+            )
+        }),
+        None => return Err(ProfileError::NotActive("mutex")),
+    };
+    Ok(symbolize(&raw, Some(edit::is_sync_frame)))
 }
 
 /// Write [`heap_profile`] to `path`.
@@ -181,24 +229,43 @@ pub fn write_mutex_profile(path: &Path) -> Result<(), ProfileError> {
     Ok(codec::write_file(path, &mutex_profile()?)?)
 }
 
+/// One symbolizer for the process, and the vDSO copy it reads: binaries are mapped and
+/// indexed once, so a live endpoint's hundredth profile costs what its first one's lookups
+/// cost, not a reload of the program's DWARF.
+static SYMBOLIZER: std::sync::Mutex<Option<(Symbolizer, Option<PathBuf>)>> =
+    std::sync::Mutex::new(None);
+
 /// Symbolize in-process (the binaries are the ones running), trimming leaf frames `trim`
 /// matches.
-fn symbolize(raw: &Profile, trim: Option<fn(&str) -> bool>) -> Profile {
+pub(crate) fn symbolize(raw: &Profile, trim: Option<fn(&str) -> bool>) -> Profile {
     thread::with_harness_guard(|| {
-        // The vDSO is no file: symbolize it from a copy of its image.
-        let vdso = maps::keep_vdso(&std::env::temp_dir()).ok();
-        let resolve = |filename: &str, _: &str| {
-            (filename == rprof_core::VDSO_MAPPING)
-                .then(|| vdso.clone())
-                .flatten()
-        };
-        let symbolized = Symbolizer::new().symbolize(raw, &resolve).profile;
+        let symbolized = with_symbolizer(|symbolizer, vdso| {
+            let resolve = |filename: &str, _: &str| {
+                (filename == rprof_core::VDSO_MAPPING)
+                    .then(|| vdso.cloned())
+                    .flatten()
+            };
+            symbolizer.symbolize(raw, &resolve).profile
+        });
         let trimmed = match trim {
             Some(trim) => edit::trim_leaf_frames(&symbolized, trim),
             None => symbolized,
         };
         rprof_core::labels::apply(&trimmed, None)
     })
+}
+
+/// Run `f` with the process's symbolizer and its vDSO image path (kept once, in the temporary
+/// directory: the vDSO is no file).
+pub(crate) fn with_symbolizer<R>(f: impl FnOnce(&mut Symbolizer, Option<&PathBuf>) -> R) -> R {
+    let mut cached = SYMBOLIZER.lock().unwrap_or_else(|e| e.into_inner());
+    let (symbolizer, vdso) = cached.get_or_insert_with(|| {
+        (
+            Symbolizer::new(),
+            maps::keep_vdso(&std::env::temp_dir()).ok(),
+        )
+    });
+    f(symbolizer, vdso.as_ref())
 }
 
 use raw::{RAW_BLOCK, RAW_HEAP, RAW_MUTEX};
@@ -213,6 +280,9 @@ fn preload_symbol(name: &std::ffi::CStr) -> usize {
 
 /// Whether the preload library's CPU profiler is running in this process.
 fn preload_cpu_busy() -> bool {
+    if cfg!(feature = "preload") {
+        return cpu::is_running();
+    }
     match preload_symbol(c"rprof_harness_cpu_busy") {
         0 => false,
         f => {
@@ -226,6 +296,10 @@ fn preload_cpu_busy() -> bool {
 /// The preload's raw profile of `kind`, or `None` when there is no preload or that profiler is
 /// off there.
 fn preload_raw(kind: c_int) -> Result<Option<Profile>, ProfileError> {
+    if cfg!(feature = "preload") {
+        // This is the preload library: its profilers are this crate's own.
+        return Ok(None);
+    }
     let f = preload_symbol(c"rprof_harness_write_raw");
     if f == 0 {
         return Ok(None);

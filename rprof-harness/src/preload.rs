@@ -35,6 +35,11 @@ struct Settings {
     /// Whether SIGINT, SIGTERM and SIGHUP write the profiles before they end the process
     /// (`RPROF_WRITE_ON_SIGNAL=1`, set by `cargo rprof run`).
     write_on_signal: bool,
+    /// Where to serve the live endpoints (`RPROF_HTTP`, from `cargo rprof run --http`): the
+    /// memory, block and mutex profilers then run whether or not their files are asked for.
+    http: Option<String>,
+    /// Serve beyond loopback, with this token (`RPROF_HTTP_TOKEN`).
+    http_token: Option<String>,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -70,9 +75,14 @@ fn start() {
         threadcreate_profile: env("RPROF_THREADCREATEPROFILE").map(PathBuf::from),
         labels: env("RPROF_LABELS").is_none_or(|v| v != "0"),
         write_on_signal: env("RPROF_WRITE_ON_SIGNAL").is_some_and(|v| v == "1"),
+        http: env("RPROF_HTTP")
+            .filter(|_| cfg!(feature = "http"))
+            .map(|v| v.to_string_lossy().into_owned()),
+        http_token: env("RPROF_HTTP_TOKEN").map(|v| v.to_string_lossy().into_owned()),
     };
     scrub_environment();
-    if settings.cpu_profile.is_none()
+    if settings.http.is_none()
+        && settings.cpu_profile.is_none()
         && settings.mem_profile.is_none()
         && settings.block_profile.is_none()
         && settings.mutex_profile.is_none()
@@ -83,7 +93,8 @@ fn start() {
     // SAFETY: getpid has no preconditions.
     PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     thread::record_stack_bounds();
-    if settings.labels || settings.threadcreate_profile.is_some() {
+    let http = settings.http.is_some();
+    if settings.labels || settings.threadcreate_profile.is_some() || http {
         threads::start();
     }
     modules::start();
@@ -92,20 +103,24 @@ fn start() {
             eprintln!("rprof: {e}");
         }
     }
-    if settings.mem_profile.is_some() {
+    if settings.mem_profile.is_some() || http {
         if let Err(e) = mem::start(settings.mem_rate) {
             eprintln!("rprof: {e}");
         }
     }
-    if settings.block_profile.is_some() {
+    if settings.block_profile.is_some() || http {
         if let Err(e) = sync::start_block(settings.block_rate) {
             eprintln!("rprof: {e}");
         }
     }
-    if settings.mutex_profile.is_some() {
+    if settings.mutex_profile.is_some() || http {
         if let Err(e) = sync::start_mutex(settings.mutex_fraction) {
             eprintln!("rprof: {e}");
         }
+    }
+    #[cfg(feature = "http")]
+    if let Some(addr) = &settings.http {
+        serve(addr, settings.http_token.clone(), settings.cpu_rate);
     }
     let write_on_signal = settings.write_on_signal;
     let _ = SETTINGS.set(settings);
@@ -122,6 +137,21 @@ fn start() {
             Some(mem::after_fork),
             Some(in_forked_child),
         );
+    }
+}
+
+/// Start the live endpoints on `addr` (beyond loopback with `token`; `profile` requests sample
+/// at `cpu_rate`), saying where on stderr;
+/// `cargo rprof run` reads that line to tell the user.
+#[cfg(feature = "http")]
+fn serve(addr: &str, token: Option<String>, cpu_rate: u32) {
+    let mut builder = crate::http::Builder::new(addr).cpu_rate(cpu_rate);
+    if token.is_some() {
+        builder = builder.allow_remote(token);
+    }
+    match builder.start() {
+        Ok(server) => eprintln!("rprof: serving live profiles at {}", server.url()),
+        Err(e) => eprintln!("rprof: no live profiles: {e}"),
     }
 }
 

@@ -284,6 +284,50 @@ pub fn threadcreate_profile(
     b.build()
 }
 
+/// The unsymbolized profile of a thread dump (the live `threads` endpoint, Go's goroutine
+/// profile): sample type `threads/count`, one sample per thread that answered, with labels
+/// `thread` (its name) and `thread_id` (its kernel id).
+#[cfg(feature = "http")]
+pub fn thread_dump_profile(
+    threads: &[crate::thread_stacks::ThreadDump],
+    objects: &[LoadedObject],
+) -> Profile {
+    let mut b = ProfileBuilder::new(&[("threads", "count")], ("threads", "count"), 1);
+    let ranges = add_mappings(&mut b, objects);
+    let mut ids = Vec::new();
+    let mut silent = 0;
+    for t in threads {
+        let Some(stack) = &t.stack else {
+            silent += 1;
+            continue;
+        };
+        locations(&mut b, &ranges, stack, &mut ids);
+        let labels = vec![
+            Label {
+                key: b.string(rprof_core::labels::THREAD),
+                str: b.string(&t.name),
+                ..Default::default()
+            },
+            Label {
+                key: b.string("thread_id"),
+                num: i64::from(t.tid),
+                ..Default::default()
+            },
+        ];
+        b.add_labeled_sample(&ids, &[1], labels);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    b.time(now, 0);
+    if silent > 0 {
+        b.comment(&format!(
+            "rprof: {silent} threads did not answer (they block the signal, or are stopped)"
+        ));
+    }
+    b.build()
+}
+
 /// Kinds of raw profile the preload writes for the runtime API.
 pub(crate) const RAW_HEAP: std::ffi::c_int = 1;
 /// The block profile.
