@@ -34,6 +34,14 @@ pub enum CliError {
         /// Its missing directory.
         dir: PathBuf,
     },
+    /// A profile could not be fetched from a URL (`top http://host/debug/pprof/heap`).
+    #[error("cannot fetch {url}: {reason}")]
+    Fetch {
+        /// The URL, as requested.
+        url: String,
+        /// Why, in one line: the connection, the server's status and message, a timeout.
+        reason: String,
+    },
     /// cargo could not be started or queried.
     #[error("{0}")]
     Cargo(String),

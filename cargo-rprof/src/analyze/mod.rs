@@ -2,7 +2,8 @@
 //! `go tool pprof` prints with the same options, or write a flame graph. Every command loads its
 //! inputs the same way ([`load_report_input`]): merge the files, combine a base, check filters.
 //! `tests` and `check` ([`bylabel`], [`check`]) read each file on its own: they group by label
-//! across profiles of different kinds, or compare two.
+//! across profiles of different kinds, or compare two. Wherever a FILE is read, an `http://`
+//! URL is fetched instead ([`fetch`]), as `go tool pprof URL` does.
 
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use crate::CliError;
 pub mod bylabel;
 pub mod check;
 pub mod disasm;
+pub(crate) mod fetch;
 pub mod list;
 
 /// Print a report; a closed pipe (`| head`) ends the output quietly, as with other tools.
@@ -30,8 +32,17 @@ fn emit(text: &str) -> Result<(), CliError> {
 }
 
 fn load(path: &Path) -> Result<Profile, CliError> {
-    codec::read_file(path).map_err(|source| CliError::Profile {
-        path: path.to_path_buf(),
+    load_from(path, None)
+}
+
+/// Read the profile `input` names: a file, or an `http://` URL fetched (asking the server for
+/// `seconds` of profiling when given) and saved.
+fn load_from(input: &Path, seconds: Option<u64>) -> Result<Profile, CliError> {
+    if let Some(url) = fetch::url_of(input) {
+        return fetch::load_url(url, seconds);
+    }
+    codec::read_file(input).map_err(|source| CliError::Profile {
+        path: input.to_path_buf(),
         source,
     })
 }
@@ -54,7 +65,20 @@ pub fn load_report_input(a: &ReportArgs) -> Result<Profile, CliError> {
     filters
         .check()
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    let inputs = a.files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
+    let all_inputs = a.files.iter().chain(&a.base).chain(&a.diff_base);
+    let urls: Vec<&str> = all_inputs.filter_map(|f| fetch::url_of(f)).collect();
+    // A bad URL fails before another input's (perhaps 30 s) fetch.
+    for url in &urls {
+        fetch::check_url(url)?;
+    }
+    if a.seconds.is_some() && urls.is_empty() {
+        crate::term::warning("--seconds has no effect on files: it applies to http:// inputs");
+    }
+    let inputs = a
+        .files
+        .iter()
+        .map(|f| load_from(f, a.seconds))
+        .collect::<Result<_, _>>()?;
     let mut profile = base::merge_inputs(inputs).map_err(|e| report_error(a, e))?;
     let based = match (&a.base, &a.diff_base) {
         (Some(b), _) => Some((b, BaseMode::Subtract)),
@@ -62,7 +86,7 @@ pub fn load_report_input(a: &ReportArgs) -> Result<Profile, CliError> {
         (None, None) => None,
     };
     if let Some((path, mode)) = based {
-        let base_profile = load(path)?;
+        let base_profile = load_from(path, a.seconds)?;
         profile =
             base::with_base(profile, &base_profile, mode).map_err(|source| CliError::Profile {
                 path: path.clone(),
