@@ -328,6 +328,59 @@ mod tests {
         assert!(String::from_utf8_lossy(&body).contains("href=\"threads\""));
     }
 
+    #[inline(never)]
+    fn spin_until(stop: &std::sync::atomic::AtomicBool) -> u64 {
+        let mut x = 1u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        x
+    }
+
+    #[test]
+    fn linked_in_cpu_and_threads_endpoints_see_the_programs_threads() {
+        let server = serve("127.0.0.1:0").unwrap();
+        let addr = server.local_addr();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinner = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("spinner-one".into())
+                .spawn(move || spin_until(&stop))
+                .unwrap()
+        };
+        let (status, body) = get(addr, "/debug/pprof/profile?seconds=1");
+        let (dump_status, dump) = get(addr, "/debug/pprof/threads?debug=2");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        spinner.join().unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let cpu = rprof_core::codec::decode(&body).unwrap();
+        let spun: i64 = cpu
+            .sample
+            .iter()
+            .filter(|s| {
+                s.location_id.iter().any(|&id| {
+                    cpu.location_by_id(id).is_some_and(|l| {
+                        l.line.iter().any(|ln| {
+                            cpu.function_by_id(ln.function_id)
+                                .is_some_and(|f| cpu.str(f.name).ends_with("spin_until"))
+                        })
+                    })
+                })
+            })
+            .map(|s| s.value[0])
+            .sum();
+        // About 100 samples in a second of spinning; the scheduler may give it less.
+        assert!(spun >= 30, "{spun} samples in spin_until");
+        assert_eq!(dump_status, 200);
+        let dump = String::from_utf8(dump).unwrap();
+        let at = dump
+            .find("\"spinner-one\":\n")
+            .expect("the spinner is listed");
+        let its_stack = &dump[at..dump[at..].find("\n\n").map_or(dump.len(), |e| at + e)];
+        assert!(its_stack.contains("spin_until"), "{its_stack}");
+    }
+
     #[test]
     fn the_symbol_endpoint_names_a_function_of_this_binary() {
         let server = serve("127.0.0.1:0").unwrap();
