@@ -15,6 +15,8 @@ pub mod preload;
 pub mod program;
 pub mod runner;
 pub mod session;
+pub mod sessions;
+pub mod signals;
 mod term;
 pub mod web;
 pub mod wrapper;

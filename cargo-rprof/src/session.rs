@@ -8,8 +8,9 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use crate::{postprocess, preload, term, wrapper, CliError};
+use crate::{postprocess, preload, signals, term, wrapper, CliError};
 
 /// Names the session directory for runners.
 pub const SESSION_ENV: &str = "RPROF_SESSION_DIR";
@@ -21,8 +22,6 @@ pub const CHAIN_RUNNER_ENV: &str = "RPROF_CHAIN_RUNNER";
 pub const USER_WRAPPER_ENV: &str = wrapper::USER_WRAPPER_ENV;
 /// The manifest file of a session: one line per binary run.
 pub const MANIFEST: &str = "runs.tsv";
-/// How many old sessions to keep (each holds copies of the binaries it ran).
-const KEEP_SESSIONS: usize = 5;
 
 /// A kind of profile rprof collects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -263,10 +262,32 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
             cmd.env(rate, r.rate.to_string());
         }
     }
-    let status = cmd.status().map_err(|e| {
+    // Test binaries ended by SIGINT, SIGTERM or SIGHUP write their profiles first.
+    cmd.env("RPROF_WRITE_ON_SIGNAL", "1");
+    signals::become_subreaper();
+    let mut child = cmd.spawn().map_err(|e| {
         CliError::Cargo(format!("cannot run {}: {e}", setup.cargo.to_string_lossy()))
     })?;
+    signals::forward(child.id() as i32, signals::Reach::Tree);
+    let status = child.wait();
+    let signal = signals::received();
+    if signal.is_some() {
+        // cargo is gone; the test binaries it ran may still be writing their profiles.
+        signals::wait_for_descendants(Duration::from_secs(5));
+    }
+    signals::stop();
+    let status = status.map_err(|e| CliError::Cargo(format!("cannot wait for cargo: {e}")))?;
     let code = status.code().unwrap_or(101);
+    if let Some(sig) = signal {
+        term::status("Interrupted", format!("by {}", signals::signal_name(sig)));
+        // Post-process what was written, then end as the run was ended.
+        let _ = postprocess::finish(&setup.session, &run.requests, code);
+        signals::end_by_signal(sig);
+    }
+    if code == 0 && run.cargo_args.iter().any(|a| a == "--no-run") {
+        term::note("--no-run: the binaries were built and not run, so nothing was profiled");
+        return Ok(0);
+    }
     postprocess::finish(&setup.session, &run.requests, code)
 }
 
@@ -283,6 +304,8 @@ pub(crate) struct Setup {
     pub preload: PathBuf,
     /// This run's session directory.
     pub session: PathBuf,
+    /// Its lock, held while this run lives, so no concurrent run prunes it.
+    _owned: crate::sessions::Session,
 }
 
 impl Setup {
@@ -307,7 +330,7 @@ impl Setup {
             preload::Variant::Light
         };
         let preload = preload::install(&rprof_dir.join("preload"), variant)?;
-        let session = create_session(&rprof_dir.join("sessions"))?;
+        let owned = crate::sessions::create(&rprof_dir.join("sessions"))?;
         let exe = std::env::current_exe()
             .map_err(|e| CliError::io("cannot find the cargo-rprof executable", e))?;
         Ok(Setup {
@@ -315,7 +338,8 @@ impl Setup {
             exe,
             rprof_dir,
             preload,
-            session,
+            session: owned.dir.clone(),
+            _owned: owned,
         })
     }
 
@@ -363,14 +387,30 @@ fn check_output_dir(r: &Request) -> Result<(), CliError> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if dir.is_dir() {
-        Ok(())
-    } else {
-        Err(CliError::NoSuchDir {
+    if !dir.is_dir() {
+        return Err(CliError::NoSuchDir {
             what: r.kind.name(),
             path: r.output.clone(),
             dir: dir.to_path_buf(),
-        })
+        });
+    }
+    let bad = |reason: String| CliError::BadOutput {
+        what: r.kind.name(),
+        path: r.output.clone(),
+        reason,
+    };
+    if r.output.is_dir() {
+        return Err(bad("it is a directory".into()));
+    }
+    // The profile is written as a temporary file renamed into place: try that file now.
+    let name = r.output.file_name().unwrap_or_default().to_string_lossy();
+    let probe = dir.join(format!(".{name}.probe.{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(bad(format!("its directory refuses new files ({e})"))),
     }
 }
 
@@ -451,29 +491,6 @@ pub(crate) fn flag_value(args: &[OsString], flag: &str) -> Option<String> {
 
 fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// Make a new session directory (with `bin/` and `raw/`) and prune old ones.
-fn create_session(sessions: &Path) -> Result<PathBuf, CliError> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let dir = sessions.join(format!("{stamp}-{}", std::process::id()));
-    for sub in ["bin", "raw"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .map_err(|e| CliError::io(format!("cannot create {}", dir.display()), e))?;
-    }
-    if let Ok(entries) = std::fs::read_dir(sessions) {
-        let mut old: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
-        old.sort();
-        let excess = old.len().saturating_sub(KEEP_SESSIONS);
-        for stale in old.into_iter().take(excess) {
-            if stale != dir {
-                let _ = std::fs::remove_dir_all(stale);
-            }
-        }
-    }
-    Ok(dir)
 }
 
 /// Read the runs a session's runners recorded.

@@ -39,6 +39,7 @@ struct Settings {
     /// memory, block and mutex profilers then run whether or not their files are asked for.
     http: Option<String>,
     /// Serve beyond loopback, with this token (`RPROF_HTTP_TOKEN`).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     http_token: Option<String>,
 }
 
