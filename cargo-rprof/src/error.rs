@@ -34,6 +34,16 @@ pub enum CliError {
         /// Its missing directory.
         dir: PathBuf,
     },
+    /// The output path cannot take a file: it is a directory, or its directory refuses new files.
+    #[error("cannot write the {what} profile to {path}: {reason}")]
+    BadOutput {
+        /// Which profile.
+        what: &'static str,
+        /// The requested file.
+        path: PathBuf,
+        /// Why, in a few words.
+        reason: String,
+    },
     /// A profile could not be fetched from a URL (`top http://host/debug/pprof/heap`).
     #[error("cannot fetch {url}: {reason}")]
     Fetch {

@@ -8,14 +8,13 @@
 //! profiles and ends by the signal; we post-process, print the summary and end by the same
 //! signal, as if the program had been run without rprof.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::session::{ProfileKind, Setup, TestRun};
-use crate::{postprocess, runner, CliError};
+use crate::{postprocess, runner, signals, CliError};
 
 /// Build, run and profile the program `run` names; returns its exit code.
 pub fn run(run: &TestRun) -> Result<i32, CliError> {
@@ -65,9 +64,9 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
     let mut child = cmd
         .spawn()
         .map_err(|e| CliError::io(format!("cannot run {}", program.display()), e))?;
-    forward_signals_to(child.id() as i32);
+    signals::forward(child.id() as i32, signals::Reach::Root);
     let status = child.wait();
-    stop_forwarding();
+    signals::stop();
     let status = status.map_err(|e| CliError::io("cannot wait for the program", e))?;
     let code = status
         .code()
@@ -75,12 +74,12 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
     if let Some(sig) = status.signal() {
         crate::term::status(
             "Ended",
-            format!("{} by {}", program.display(), signal_name(sig)),
+            format!("{} by {}", program.display(), signals::signal_name(sig)),
         );
     }
     let code = postprocess::finish(&setup.session, &run.requests, code)?;
     if let Some(sig) = status.signal() {
-        end_by_signal(sig);
+        signals::end_by_signal(sig);
     }
     Ok(code)
 }
@@ -171,77 +170,6 @@ fn program_of(line: &str) -> Option<(String, PathBuf)> {
     }
     let name = target.get("name")?.as_str()?.to_owned();
     Some((name, PathBuf::from(executable)))
-}
-
-/// The program's pid while it runs (0: none).
-static CHILD: AtomicI32 = AtomicI32::new(0);
-const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
-/// Until [`stop_forwarding`], pass SIGINT, SIGTERM and SIGHUP sent to us alone on to `pid`;
-/// those a terminal sends reach it directly and are not sent twice.
-fn forward_signals_to(pid: i32) {
-    CHILD.store(pid, Ordering::Release);
-    for sig in FORWARDED {
-        // SAFETY: a zeroed sigaction is valid; filled in below.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction =
-            forward as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        // SAFETY: installing a handler that only calls `kill`.
-        unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
-    }
-}
-
-/// Back to the default actions.
-fn stop_forwarding() {
-    CHILD.store(0, Ordering::Release);
-    for sig in FORWARDED {
-        // SAFETY: restoring the default action.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-}
-
-extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let code = unsafe { (*info).si_code };
-    // SI_KERNEL: the terminal's (the program, in our process group, got its own copy).
-    let pid = CHILD.load(Ordering::Acquire);
-    if code != libc::SI_KERNEL && pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, sig) };
-    }
-}
-
-/// `SIGTERM` for 15, ...; `signal 40` for those without a name here.
-fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        _ => return format!("signal {sig}"),
-    };
-    name.to_owned()
-}
-
-/// End this process by `sig`, as the program was ended.
-fn end_by_signal(sig: i32) {
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    // SAFETY: restoring the default action and raising: the process ends with that signal.
-    unsafe {
-        libc::signal(sig, libc::SIG_DFL);
-        libc::raise(sig);
-    }
 }
 
 #[cfg(test)]

@@ -74,17 +74,22 @@ pub fn write_file(path: &Path, profile: &Profile) -> Result<()> {
 
 /// [`write_file`], compressed as `packing` says.
 pub fn write_file_packed(path: &Path, profile: &Profile, packing: Packing) -> Result<()> {
-    let bytes = encode_packed(profile, packing);
+    write_atomically(path, &encode_packed(profile, packing)).map_err(|e| Error::io(path, e))
+}
+
+/// Write `bytes` to `path` through a temporary file in the same directory renamed over it, so
+/// readers never see half a file and a symlink at `path` is replaced, never written through.
+/// Every file rprof writes (profiles, flame graphs) is written this way.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(|e| Error::io(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
     })
 }
 

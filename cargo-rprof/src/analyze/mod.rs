@@ -178,7 +178,7 @@ pub fn flamegraph(a: &FlamegraphArgs) -> Result<(), CliError> {
     };
     let mut svg = Vec::new();
     report::flamegraph(&profile, &opts, &mut svg).map_err(|e| report_error(&a.report, e))?;
-    std::fs::write(&a.output, svg).map_err(|source| CliError::Write {
+    codec::write_atomically(&a.output, &svg).map_err(|source| CliError::Write {
         path: a.output.clone(),
         source,
     })?;
