@@ -178,3 +178,143 @@ fn a_flame_graph_replaces_a_symlink_instead_of_writing_through_it() {
     assert!(std::fs::read_to_string(&link).unwrap().contains("<svg"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Run `cargo rprof top FILE`; returns (exit code, stderr, peak resident memory in bytes).
+fn top_with_peak_memory(file: &std::path::Path) -> (Option<i32>, String, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    // Reaped below with wait4 (for its resource usage), not with `Child::wait`.
+    #[allow(clippy::zombie_processes)]
+    let child = std::process::Command::new(cargo_rprof())
+        .args(["rprof", "top"])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.unwrap(), &mut stderr).unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    let code = std::process::ExitStatus::from_raw(status).code();
+    (code, stderr, usage.ru_maxrss as u64 * 1024)
+}
+
+#[test]
+fn a_gzip_bomb_and_a_huge_length_are_refused_in_little_memory() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("rprof-bomb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 1 MiB of zeros compressed once, the member repeated: 2 MB of gzip, 2 GB of zeros.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![0u8; 1 << 20]).unwrap();
+    let member = gz.finish().unwrap();
+    let bomb = dir.join("bomb.pb.gz");
+    std::fs::write(&bomb, member.repeat((2 << 20) / member.len())).unwrap();
+    // A sample field claiming 2^62 bytes.
+    let huge = dir.join("huge.pb");
+    std::fs::write(
+        &huge,
+        [0x12, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40],
+    )
+    .unwrap();
+    for (file, expect) in [
+        (&bomb, "not a pprof profile"),
+        (&huge, "refused: a field of"),
+    ] {
+        let (code, stderr, peak) = top_with_peak_memory(file);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains(expect), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(peak < 100 << 20, "peak memory {} MB: {stderr}", peak >> 20);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_programs_own_sigprof_is_left_alone() {
+    let fixture = Fixture::copy("hostile");
+    let test = [
+        "--",
+        "--exact",
+        "tests::own_sigprof_handler_and_timer",
+        "--nocapture",
+    ];
+    // Unprofiled, as the program's author sees it.
+    let plain = run({
+        let mut c = std::process::Command::new("cargo");
+        c.arg("test").args(test).current_dir(fixture.path("."));
+        c
+    });
+    plain.expect_code(0);
+    let plain = plain.truth();
+    let mut args = vec![
+        "test",
+        "--cpuprofile",
+        "cpu.prof",
+        "--cpuprofilerate",
+        "1000",
+    ];
+    args.extend(test);
+    let profiled = run(fixture.rprof(&args));
+    profiled.expect_code(0);
+    let truth = profiled.truth();
+    // ITIMER_PROF fires per 10 ms of the process's CPU time: compare signals per CPU second
+    // (the 1 s of spinning is wall time; a busy machine gives it less CPU).
+    let rate = |t: &std::collections::HashMap<String, u64>| {
+        t["sigprof_count"] as f64 / (t["spin_cpu_ns"] as f64 / 1e9)
+    };
+    let (a, b) = (rate(&plain), rate(&truth));
+    assert!(
+        (b - a).abs() <= 0.10 * a,
+        "SIGPROFs per CPU second: {a:.1} plain, {b:.1} profiled"
+    );
+    let p = read_profile(&fixture.path("cpu.prof"));
+    let spun = function_cum(&p, "cpu", "hostile::spin_here") as f64;
+    let cpu = truth["spin_cpu_ns"] as f64;
+    assert!(
+        (spun - cpu).abs() <= 0.05 * cpu,
+        "profile {spun} ns, thread CPU {cpu} ns"
+    );
+
+    // A program that resets SIGPROF to its default is not killed by the profiler.
+    run(fixture.rprof(&[
+        "test",
+        "--cpuprofile",
+        "cpu2.prof",
+        "--",
+        "--exact",
+        "tests::sigprof_reset_to_default",
+    ]))
+    .expect_code(0);
+    let p = read_profile(&fixture.path("cpu2.prof"));
+    assert!(function_cum(&p, "cpu", "hostile::spin_here") > 0);
+}
+
+#[test]
+fn a_thread_that_blocks_the_profilers_signal_is_named() {
+    let fixture = Fixture::copy("hostile");
+    let out = run(fixture.rprof(&[
+        "test",
+        "--cpuprofile",
+        "cpu.prof",
+        "--",
+        "--exact",
+        "tests::a_thread_blocks_every_signal",
+    ]));
+    out.expect_code(0);
+    let warning = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("blocks the profiler's signal"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", out.stderr));
+    assert!(warning.contains("(blocker)"), "{warning}");
+    let p = read_profile(&fixture.path("cpu.prof"));
+    assert!(p
+        .comment
+        .iter()
+        .any(|&c| p.str(c).contains("(blocker) blocks the profiler's signal")));
+}

@@ -42,22 +42,237 @@ pub fn encode_packed(profile: &Profile, packing: Packing) -> Vec<u8> {
     gz.finish().expect("writing to a Vec cannot fail")
 }
 
+/// What the decoder accepts at most, so that no input, however crafted, makes a reader use
+/// unbounded memory or time: decompressed bytes, one top-level field's bytes, and the memory
+/// the decoded messages take (estimated as they arrive: a 2-byte empty sample is a 72-byte
+/// struct), relative to the input's size, since a few kilobytes of gzip can expand into
+/// gigabytes of valid messages. Real profiles compress 2-20 times and decode into a few times
+/// their protobuf size, far inside these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of protobuf after decompression.
+    pub decompressed: u64,
+    /// Bytes of one top-level field (one sample, one string, one location, ...).
+    pub field: u64,
+    /// Decoded memory per input byte.
+    pub memory_ratio: u64,
+    /// Decoded memory always allowed, whatever the input's size.
+    pub memory_floor: u64,
+    /// Decoded memory never exceeded.
+    pub memory_max: u64,
+}
+
+impl Limits {
+    /// The limits [`decode`] applies.
+    pub const DEFAULT: Limits = Limits {
+        decompressed: 2 << 30,
+        field: 64 << 20,
+        memory_ratio: 64,
+        memory_floor: 256 << 20,
+        memory_max: 8 << 30,
+    };
+
+    /// The decoded memory allowed for an input of `bytes`.
+    fn memory_for(&self, bytes: usize) -> u64 {
+        (bytes as u64)
+            .saturating_mul(self.memory_ratio)
+            .max(self.memory_floor)
+            .min(self.memory_max)
+    }
+}
+
 /// Decode a profile from gzip-compressed or raw protobuf bytes, and validate it.
 pub fn decode(bytes: &[u8]) -> Result<Profile> {
+    decode_with(bytes, Limits::DEFAULT)
+}
+
+/// [`decode`] within `limits`. The message is decoded one top-level field at a time while it
+/// is decompressed, so memory follows what the profile holds, not what its bytes claim: a gzip
+/// bomb of zeros fails at its first byte, a length that runs past the input fails before
+/// anything is allocated for it.
+pub fn decode_with(bytes: &[u8], limits: Limits) -> Result<Profile> {
     if bytes.is_empty() {
         return Err(Error::Empty);
     }
-    let profile = if bytes.starts_with(&GZIP_MAGIC) {
-        let mut raw = Vec::with_capacity(bytes.len() * 4);
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut raw)
-            .map_err(Error::Gzip)?;
-        Profile::decode(raw.as_slice())?
+    let mut profile = if bytes.starts_with(&GZIP_MAGIC) {
+        let gz = flate2::read::MultiGzDecoder::new(bytes);
+        let reader = std::io::BufReader::with_capacity(64 << 10, gz);
+        decode_stream(reader, limits, limits.memory_for(bytes.len()), true)?
     } else {
-        Profile::decode(bytes)?
+        decode_stream(bytes, limits, limits.memory_for(bytes.len()), false)?
     };
     validate(&profile)?;
+    densify_ids(&mut profile);
     Ok(profile)
+}
+
+/// Decode `input` field by field into a profile; `gzip` says read errors are gzip's.
+fn decode_stream(
+    mut input: impl Read,
+    limits: Limits,
+    memory_limit: u64,
+    gzip: bool,
+) -> Result<Profile> {
+    let io_error = |e: std::io::Error| {
+        if gzip {
+            Error::Gzip(e)
+        } else {
+            Error::Invalid(format!("cannot read: {e}"))
+        }
+    };
+    let mut profile = Profile::default();
+    let mut field = Vec::new();
+    let mut total: u64 = 0;
+    let mut memory: u64 = 0;
+    loop {
+        field.clear();
+        // The key: field number and wire type.
+        let Some(key) = read_varint(&mut input, &mut field, true).map_err(io_error)? else {
+            break;
+        };
+        match key & 7 {
+            // varint
+            0 => {
+                read_varint(&mut input, &mut field, false).map_err(io_error)?;
+            }
+            // 64-bit, 32-bit
+            1 | 5 => {
+                let n = if key & 7 == 1 { 8 } else { 4 };
+                read_exact_into(&mut input, &mut field, n).map_err(io_error)?;
+            }
+            // length-delimited
+            2 => {
+                let len = read_varint(&mut input, &mut field, false)
+                    .map_err(io_error)?
+                    .unwrap_or(0);
+                if len > limits.field {
+                    return Err(Error::TooLarge(format!(
+                        "a field of {len} bytes (the limit is {})",
+                        limits.field
+                    )));
+                }
+                read_exact_into(&mut input, &mut field, len).map_err(io_error)?;
+            }
+            w => {
+                return Err(Error::Decode(prost::DecodeError::new(format!(
+                    "unsupported wire type {w}"
+                ))))
+            }
+        }
+        total += field.len() as u64;
+        if total > limits.decompressed {
+            return Err(Error::TooLarge(format!(
+                "more than {} bytes of profile after decompression",
+                limits.decompressed
+            )));
+        }
+        // A message struct, and its varints widened to 8 bytes each at most.
+        memory += 96 + 8 * field.len() as u64;
+        if memory > memory_limit {
+            return Err(Error::TooLarge(format!(
+                "it would take more than {} MiB of memory for {} bytes of input (a gzip bomb?)",
+                memory_limit >> 20,
+                total
+            )));
+        }
+        profile.merge(field.as_slice())?;
+    }
+    Ok(profile)
+}
+
+/// Read one varint, appending its bytes to `out`; `None` at a clean end of input when
+/// `at_start` (between fields).
+fn read_varint(
+    input: &mut impl Read,
+    out: &mut Vec<u8>,
+    at_start: bool,
+) -> std::io::Result<Option<u64>> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let mut b = [0u8; 1];
+        if input.read(&mut b)? == 0 {
+            if i == 0 && at_start {
+                return Ok(None);
+            }
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the profile ends inside a field",
+            ));
+        }
+        out.push(b[0]);
+        value |= u64::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            return Ok(Some(value));
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "a varint longer than 10 bytes",
+    ))
+}
+
+/// Append exactly `n` bytes of `input` to `out`, growing it only as bytes arrive.
+fn read_exact_into(input: &mut impl Read, out: &mut Vec<u8>, n: u64) -> std::io::Result<()> {
+    let got = input.take(n).read_to_end(out)?;
+    if (got as u64) < n {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the profile ends inside a field",
+        ));
+    }
+    Ok(())
+}
+
+/// Renumber locations, functions and mappings 1, 2, 3, ... in file order when they are not
+/// already, so that every lookup by id is direct (`Profile::location_by_id` guesses the
+/// position from the id): a file with sparse ids reads in time linear in its size.
+fn densify_ids(p: &mut Profile) {
+    let dense =
+        |ids: &mut dyn Iterator<Item = u64>| ids.enumerate().all(|(i, id)| id == i as u64 + 1);
+    if !dense(&mut p.mapping.iter().map(|m| m.id)) {
+        let new: std::collections::HashMap<u64, u64> = p
+            .mapping
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id, i as u64 + 1))
+            .collect();
+        for (i, m) in p.mapping.iter_mut().enumerate() {
+            m.id = i as u64 + 1;
+        }
+        for l in &mut p.location {
+            if l.mapping_id != 0 {
+                l.mapping_id = new[&l.mapping_id];
+            }
+        }
+    }
+    if !dense(&mut p.function.iter().map(|f| f.id)) {
+        let new: std::collections::HashMap<u64, u64> = p
+            .function
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.id, i as u64 + 1))
+            .collect();
+        for (i, f) in p.function.iter_mut().enumerate() {
+            f.id = i as u64 + 1;
+        }
+        for line in p.location.iter_mut().flat_map(|l| l.line.iter_mut()) {
+            line.function_id = new[&line.function_id];
+        }
+    }
+    if !dense(&mut p.location.iter().map(|l| l.id)) {
+        let new: std::collections::HashMap<u64, u64> = p
+            .location
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.id, i as u64 + 1))
+            .collect();
+        for (i, l) in p.location.iter_mut().enumerate() {
+            l.id = i as u64 + 1;
+        }
+        for id in p.sample.iter_mut().flat_map(|s| s.location_id.iter_mut()) {
+            *id = new[id];
+        }
+    }
 }
 
 /// Read and decode the profile at `path`.
@@ -283,6 +498,65 @@ mod tests {
         }
     }
 
+    /// `member` gzip-compressed once and repeated `times` as one multi-member stream.
+    fn gzip_members(member: &[u8], times: usize) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(member).unwrap();
+        gz.finish().unwrap().repeat(times)
+    }
+
+    #[test]
+    fn a_gzip_bomb_of_zeros_fails_at_its_first_byte() {
+        // 1 MiB of zeros, 512 times: half a gigabyte from a few hundred kilobytes.
+        let bomb = gzip_members(&vec![0u8; 1 << 20], 512);
+        assert!(bomb.len() < 1 << 20);
+        let t = std::time::Instant::now();
+        let err = decode(&bomb).unwrap_err().to_string();
+        assert!(err.contains("not a pprof profile"), "{err}");
+        // It stops at the first field, not after inflating everything (well under a second).
+        assert!(t.elapsed().as_secs_f64() < 5.0);
+    }
+
+    #[test]
+    fn a_gzip_bomb_of_valid_messages_is_refused_by_its_memory() {
+        // Empty samples (2 bytes each) decode into 72-byte structs.
+        let member: Vec<u8> = [0x12u8, 0x00].repeat(1 << 19);
+        let bomb = gzip_members(&member, 64);
+        let limits = Limits {
+            memory_floor: 8 << 20,
+            ..Limits::DEFAULT
+        };
+        let err = decode_with(&bomb, limits).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err}");
+        assert!(err.to_string().contains("gzip bomb"), "{err}");
+    }
+
+    #[test]
+    fn lengths_past_the_limits_or_the_input_are_refused_before_allocating() {
+        // A sample field claiming 2^40 bytes.
+        let mut huge = vec![0x12u8];
+        let mut n: u64 = 1 << 40;
+        while n >= 0x80 {
+            huge.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        huge.push(n as u8);
+        let err = decode(&huge).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err}");
+        // One that claims 1000 bytes and has 3.
+        let err = decode(&[0x12, 0xe8, 0x07, 1, 2, 3])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ends inside a field"), "{err}");
+        // An 11-byte varint.
+        let err = decode(&[
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("varint"), "{err}");
+    }
+
     #[test]
     fn sparse_and_repeated_ids() {
         // Ids far apart (allowed by the format) are checked as dense ones are.
@@ -291,7 +565,8 @@ mod tests {
         p.sample[0].location_id = vec![1 << 40];
         p.function[0].id = 9_999_999;
         p.location[0].line[0].function_id = 9_999_999;
-        assert_eq!(decode(&encode(&p)).unwrap(), p);
+        // ... and renumbered 1, 2, ... on the way in, so lookups by id are direct.
+        assert_eq!(decode(&encode(&p)).unwrap(), sample_profile());
         // A sample naming a missing location, dense or sparse.
         for missing in [2, 1 << 41, 0] {
             let mut q = p.clone();

@@ -12,6 +12,9 @@ pub enum Error {
     /// The bytes are not a protobuf `Profile` message.
     #[error("not a pprof profile (protobuf decoding failed: {0})")]
     Decode(#[from] prost::DecodeError),
+    /// The input is past one of the decoder's limits (see [`crate::codec::Limits`]).
+    #[error("refused: {0}")]
+    TooLarge(String),
     /// The message decoded but breaks pprof's invariants.
     #[error("not a valid pprof profile: {0}")]
     Invalid(String),

@@ -1,5 +1,12 @@
-//! The CPU profiler: one CPU-clock timer per thread, a `SIGPROF` handler that records the
+//! The CPU profiler: one CPU-clock timer per thread, a signal handler that records the
 //! interrupted stack, and a drain thread that folds stacks into counts.
+//!
+//! The timers deliver a real-time signal the program leaves at its default action, chosen when
+//! profiling starts (`SIGPROF` only if none is free): a program's own `SIGPROF` handler and
+//! `setitimer` see exactly what they see unprofiled, and a program that resets `SIGPROF` to
+//! its default is not killed by our timers. The drain thread watches the delivery
+//! ([`crate::signal_watch`]): threads that block the signal and a program that takes its
+//! handler over are named in the profile's comments.
 //!
 //! Each thread gets a POSIX timer on its own CPU clock (`CLOCK_THREAD_CPUTIME_ID`), delivered to
 //! that thread with `SIGEV_THREAD_ID`, first expiry at a random point of the period (as Go does
@@ -74,6 +81,9 @@ pub struct CpuData {
     pub threads_unprofiled: u64,
     /// Periods that fell while a thread ran the harness's own code, and were not sampled.
     pub in_harness: u64,
+    /// What kept samples from being taken (threads blocking the signal, a replaced handler),
+    /// one sentence each, for the profile's comments.
+    pub notices: Vec<String>,
 }
 
 const QUEUE_SLOTS: usize = 1024;
@@ -104,6 +114,13 @@ struct Session {
 }
 
 static SESSION: Mutex<Option<Session>> = Mutex::new(None);
+/// The signal the timers deliver (0 until the handler is installed).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The signal the CPU timers deliver, once profiling has started (0 before).
+pub fn timer_signal() -> i32 {
+    SIGNAL.load(Ordering::Acquire)
+}
 
 /// Whether a CPU profile is being collected.
 pub fn is_running() -> bool {
@@ -193,6 +210,7 @@ pub fn stop() -> Result<CpuData, CpuError> {
     session.stop.set();
     session.drain.join();
     let stacks = std::mem::take(&mut *session.stacks.lock().unwrap_or_else(|e| e.into_inner()));
+    let notices = crate::signal_watch::notices();
     RUNNING.store(false, Ordering::Release);
     Ok(CpuData {
         stacks,
@@ -202,6 +220,7 @@ pub fn stop() -> Result<CpuData, CpuError> {
         lost: LOST.load(Ordering::Relaxed),
         threads_unprofiled: UNPROFILED.load(Ordering::Relaxed),
         in_harness: IN_HARNESS.load(Ordering::Relaxed),
+        notices,
     })
 }
 
@@ -225,6 +244,7 @@ pub fn snapshot() -> Result<CpuData, CpuError> {
         lost: LOST.load(Ordering::Relaxed),
         threads_unprofiled: UNPROFILED.load(Ordering::Relaxed),
         in_harness: IN_HARNESS.load(Ordering::Relaxed),
+        notices: crate::signal_watch::notices(),
     })
 }
 
@@ -271,7 +291,7 @@ pub fn arm_thread(tid: libc::pid_t) -> Option<usize> {
     // SAFETY: sigevent is plain data; zeroed is a valid starting value.
     let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
     sev.sigev_notify = libc::SIGEV_THREAD_ID;
-    sev.sigev_signo = libc::SIGPROF;
+    sev.sigev_signo = SIGNAL.load(Ordering::Acquire);
     sev.sigev_notify_thread_id = tid;
     let mut timer: libc::timer_t = std::ptr::null_mut();
     // SAFETY: `sev` and `timer` are valid for the call.
@@ -307,6 +327,15 @@ pub fn arm_thread(tid: libc::pid_t) -> Option<usize> {
     Some(slot)
 }
 
+/// The threads that have a timer now.
+fn armed_tids() -> Vec<libc::pid_t> {
+    TIMER_TIDS
+        .iter()
+        .map(|t| t.load(Ordering::Acquire))
+        .filter(|&t| t != 0)
+        .collect()
+}
+
 /// Give every thread of the process a timer (in-process mode), and delete the timers of threads
 /// that have exited.
 fn arm_all_threads() {
@@ -330,19 +359,53 @@ fn arm_all_threads() {
 fn install_handler() -> Result<(), CpuError> {
     // SAFETY: sigaction is plain data; zeroed is a valid starting value.
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-    sa.sa_sigaction = on_sigprof as *const () as usize;
+    sa.sa_sigaction = on_timer_signal as *const () as usize;
     sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     // SAFETY: `sa.sa_mask` is valid for writes.
     unsafe { libc::sigemptyset(&mut sa.sa_mask) };
-    // SAFETY: installs an async-signal-safe handler for SIGPROF; `sa` is valid.
-    if unsafe { libc::sigaction(libc::SIGPROF, &sa, std::ptr::null_mut()) } != 0 {
-        return Err(CpuError::Os(std::io::Error::last_os_error().to_string()));
+    let chosen = SIGNAL.load(Ordering::Acquire);
+    let candidates = if chosen != 0 {
+        // Profiling again: the same signal, unless the program has taken it meanwhile.
+        vec![chosen]
+    } else {
+        free_signals()
+    };
+    for sig in candidates.into_iter().chain(std::iter::once(libc::SIGPROF)) {
+        // SAFETY: as above.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: reading the action of a valid signal number into `old`.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            continue;
+        }
+        let ours = old.sa_sigaction == on_timer_signal as *const () as usize;
+        if !ours && old.sa_sigaction != libc::SIG_DFL && sig != libc::SIGPROF {
+            continue;
+        }
+        // SAFETY: installs an async-signal-safe handler; `sa` is valid.
+        if unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) } == 0 {
+            SIGNAL.store(sig, Ordering::Release);
+            return Ok(());
+        }
     }
-    Ok(())
+    Err(CpuError::Os(std::io::Error::last_os_error().to_string()))
 }
 
-/// The `SIGPROF` handler. See the module doc for the rules it keeps.
-extern "C" fn on_sigprof(
+/// Real-time signals from `SIGRTMIN + 4` (glibc and common libraries use the first few) whose
+/// action is the default: nobody in the process uses them.
+fn free_signals() -> Vec<i32> {
+    (libc::SIGRTMIN() + 4..=libc::SIGRTMAX())
+        .filter(|&sig| {
+            // SAFETY: sigaction is plain data; zeroed is a valid value to read into.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: reading the action of a valid signal number.
+            let read = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+            read == 0 && old.sa_sigaction == libc::SIG_DFL
+        })
+        .collect()
+}
+
+/// The timers' signal handler. See the module doc for the rules it keeps.
+extern "C" fn on_timer_signal(
     _sig: libc::c_int,
     info: *mut libc::siginfo_t,
     ucontext: *mut libc::c_void,
@@ -431,6 +494,8 @@ fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<ThreadSta
     }
     // The lookup key, reused so that a stack seen before costs no allocation.
     let mut key = ThreadStack::default();
+    let mut last_watch = std::time::Instant::now();
+    crate::signal_watch::reset();
     loop {
         let stopping = stop.is_set();
         let mut drained = 0;
@@ -456,6 +521,14 @@ fn drain_loop(queue: &SampleQueue, stop: &Wake, stacks: &Mutex<HashMap<ThreadSta
         let scan = SCAN_THREADS.load(Ordering::Relaxed);
         if scan && ENABLED.load(Ordering::Acquire) {
             arm_all_threads();
+        }
+        if last_watch.elapsed() >= crate::signal_watch::PERIOD {
+            last_watch = std::time::Instant::now();
+            crate::signal_watch::check(
+                SIGNAL.load(Ordering::Acquire),
+                on_timer_signal as *const () as usize,
+                &armed_tids(),
+            );
         }
         // Wake-ups cost the profiled program CPU: nap long while few samples arrive (the queue
         // then holds seconds of them), short when many do or new threads must be found soon.

@@ -28,6 +28,7 @@ pub mod pprof;
 pub mod queue;
 pub mod raw;
 mod rng;
+pub mod signal_watch;
 pub mod sync;
 mod sys;
 pub mod thread;

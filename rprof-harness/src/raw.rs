@@ -146,6 +146,9 @@ pub fn cpu_profile(data: &CpuData, objects: &[LoadedObject]) -> Profile {
             data.threads_unprofiled
         ));
     }
+    for notice in &data.notices {
+        b.comment(notice);
+    }
     b.build()
 }
 
