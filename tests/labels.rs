@@ -48,10 +48,11 @@ fn go_tagfocus_total(
         .lines()
         .find(|l| l.starts_with("Showing nodes accounting for"))
         .unwrap_or_else(|| panic!("no header in\n{}", ran.stdout));
-    line["Showing nodes accounting for ".len()..]
-        .split(',')
-        .next()
-        .unwrap()
+    // `Showing nodes accounting for 1000, 99.90% of 1001 total`: the total, not what the
+    // shown nodes add up to (pprof drops nodes under 0.5% of it).
+    line.rsplit_once(" of ")
+        .and_then(|(_, t)| t.strip_suffix(" total"))
+        .unwrap_or_else(|| panic!("no total in {line}"))
         .to_owned()
 }
 

@@ -318,3 +318,30 @@ fn a_thread_that_blocks_the_profilers_signal_is_named() {
         .iter()
         .any(|&c| p.str(c).contains("(blocker) blocks the profiler's signal")));
 }
+
+#[test]
+fn threads_ending_by_pthread_exit_or_cancel_release_their_timers() {
+    let fixture = Fixture::copy("hostile");
+    let out = run(fixture.rprof(&[
+        "test",
+        "--cpuprofile",
+        "cpu.prof",
+        "--",
+        "--exact",
+        "tests::threads_that_end_the_hard_way",
+        "--nocapture",
+    ]));
+    out.expect_code(0);
+    let t = out.truth();
+    assert_eq!(
+        t["timers_after"], t["timers_before"],
+        "timers left behind by 11,000 ended threads"
+    );
+    let p = read_profile(&fixture.path("cpu.prof"));
+    let late = function_cum(&p, "cpu", "hostile::spin_late") as f64;
+    let cpu = t["late_cpu_ns"] as f64;
+    assert!(
+        (late - cpu).abs() <= 0.10 * cpu,
+        "profile {late} ns, thread CPU {cpu} ns"
+    );
+}

@@ -93,6 +93,7 @@ fn start() {
     }
     // SAFETY: getpid has no preconditions.
     PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    create_exit_key();
     thread::record_stack_bounds();
     let http = settings.http.is_some();
     if settings.labels || settings.threadcreate_profile.is_some() || http {
@@ -294,20 +295,67 @@ extern "C" fn thread_trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
         thread::record_stack_bounds();
         cpu::thread_started_slot()
     });
-    let _guard = ExitGuard(slot);
+    let _guard = ExitGuard::new(slot);
     (routine.start)(routine.arg)
 }
 
-/// Deletes the thread's timer when its start routine returns (or it unwinds out of it).
+/// The key whose destructor ends a thread's profiling however the thread ends: by returning
+/// (the guard's drop does it first), by `pthread_exit` or by cancellation (which unwind past
+/// this `extern "C"` frame without running its drops).
+static EXIT_KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
+
+/// Create [`EXIT_KEY`] (the constructor, before any thread of ours starts).
+fn create_exit_key() {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is valid for writes; the destructor has the signature pthread expects.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        let _ = EXIT_KEY.set(key);
+    }
+}
+
+/// The key's value for a thread with timer slot `slot` (never null: null means "done").
+fn exit_value(slot: Option<usize>) -> *mut libc::c_void {
+    slot.map_or(usize::MAX, |s| s + 1) as *mut libc::c_void
+}
+
+extern "C" fn on_thread_exit(value: *mut libc::c_void) {
+    let slot = match value as usize {
+        usize::MAX => None,
+        v => Some(v - 1),
+    };
+    let _ = std::panic::catch_unwind(|| thread_ended(slot));
+}
+
+/// Release what the thread held: its timer, its waiter slot; record its end.
+fn thread_ended(slot: Option<usize>) {
+    if let Some(slot) = slot {
+        cpu::thread_exiting(slot);
+    }
+    sync::thread_exiting();
+    thread::with_harness_guard(threads::thread_ending);
+}
+
+/// Ends the thread's profiling when its start routine returns (or panics out of it), and
+/// clears the exit key so the destructor does not do it again.
 struct ExitGuard(Option<usize>);
+
+impl ExitGuard {
+    fn new(slot: Option<usize>) -> Self {
+        if let Some(&key) = EXIT_KEY.get() {
+            // SAFETY: a key we created; the value is an integer, never dereferenced.
+            unsafe { libc::pthread_setspecific(key, exit_value(slot)) };
+        }
+        ExitGuard(slot)
+    }
+}
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        if let Some(slot) = self.0 {
-            cpu::thread_exiting(slot);
+        if let Some(&key) = EXIT_KEY.get() {
+            // SAFETY: as above; null means the destructor will not run.
+            unsafe { libc::pthread_setspecific(key, std::ptr::null_mut()) };
         }
-        sync::thread_exiting();
-        thread::with_harness_guard(threads::thread_ending);
+        thread_ended(self.0);
     }
 }
 

@@ -79,6 +79,17 @@ pub fn start(rate: u64) -> Result<(), MemError> {
         if !live::init(slots) {
             return Err(MemError::NoMemory);
         }
+        // The preload registers these (with its own child handler); in-process, we do: a child
+        // forked while another thread holds a shard lock would otherwise spin on it forever.
+        if !cfg!(feature = "preload") {
+            static FORK_HANDLERS: std::sync::Once = std::sync::Once::new();
+            FORK_HANDLERS.call_once(|| {
+                // SAFETY: registering plain extern "C" functions without arguments.
+                unsafe {
+                    libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork))
+                };
+            });
+        }
         LAST_RATE.store(rate, Ordering::Relaxed);
         RATE.store(rate, Ordering::Release);
         Ok(())
