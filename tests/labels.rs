@@ -36,12 +36,19 @@ fn go_tagfocus_total(
         let mut c = Command::new(go);
         // No node dropped (pprof drops those under 0.5% by default): what the shown nodes
         // account for is then all the focused samples hold.
-        c.args(["tool", "pprof", "-top", "-nodefraction=0", "-sample_index", index])
-            .arg(format!(
-                "-tagfocus=test=^{}$",
-                test.replace('(', "\\(").replace(')', "\\)")
-            ))
-            .arg(file);
+        c.args([
+            "tool",
+            "pprof",
+            "-top",
+            "-nodefraction=0",
+            "-sample_index",
+            index,
+        ])
+        .arg(format!(
+            "-tagfocus=test=^{}$",
+            test.replace('(', "\\(").replace(')', "\\)")
+        ))
+        .arg(file);
         c
     });
     ran.expect_code(0);

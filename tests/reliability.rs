@@ -281,30 +281,23 @@ fn the_programs_own_sigprof_is_left_alone() {
     );
 
     // A program that resets SIGPROF to its default is not killed by the profiler.
-    run(fixture.rprof(&[
-        "test",
-        "--cpuprofile",
-        "cpu2.prof",
-        "--",
-        "--exact",
-        "tests::sigprof_reset_to_default",
-    ]))
-    .expect_code(0);
+    cpu_run(&fixture, "cpu2.prof", "sigprof_reset_to_default", &[]).expect_code(0);
     let p = read_profile(&fixture.path("cpu2.prof"));
     assert!(function_cum(&p, "cpu", "hostile::spin_here") > 0);
+}
+
+/// `cargo rprof test --cpuprofile FILE -- --exact tests::TEST EXTRA...` in `fixture`.
+fn cpu_run(fixture: &Fixture, file: &str, test: &str, extra: &[&str]) -> Ran {
+    let exact = format!("tests::{test}");
+    let mut args = vec!["test", "--cpuprofile", file, "--", "--exact", &exact];
+    args.extend(extra);
+    run(fixture.rprof(&args))
 }
 
 #[test]
 fn a_thread_that_blocks_the_profilers_signal_is_named() {
     let fixture = Fixture::copy("hostile");
-    let out = run(fixture.rprof(&[
-        "test",
-        "--cpuprofile",
-        "cpu.prof",
-        "--",
-        "--exact",
-        "tests::a_thread_blocks_every_signal",
-    ]));
+    let out = cpu_run(&fixture, "cpu.prof", "a_thread_blocks_every_signal", &[]);
     out.expect_code(0);
     let warning = out
         .stderr
@@ -322,15 +315,12 @@ fn a_thread_that_blocks_the_profilers_signal_is_named() {
 #[test]
 fn threads_ending_by_pthread_exit_or_cancel_release_their_timers() {
     let fixture = Fixture::copy("hostile");
-    let out = run(fixture.rprof(&[
-        "test",
-        "--cpuprofile",
+    let out = cpu_run(
+        &fixture,
         "cpu.prof",
-        "--",
-        "--exact",
-        "tests::threads_that_end_the_hard_way",
-        "--nocapture",
-    ]));
+        "threads_that_end_the_hard_way",
+        &["--nocapture"],
+    );
     out.expect_code(0);
     let t = out.truth();
     assert_eq!(

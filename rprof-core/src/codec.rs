@@ -227,52 +227,37 @@ fn read_exact_into(input: &mut impl Read, out: &mut Vec<u8>, n: u64) -> std::io:
 /// already, so that every lookup by id is direct (`Profile::location_by_id` guesses the
 /// position from the id): a file with sparse ids reads in time linear in its size.
 fn densify_ids(p: &mut Profile) {
-    let dense =
-        |ids: &mut dyn Iterator<Item = u64>| ids.enumerate().all(|(i, id)| id == i as u64 + 1);
-    if !dense(&mut p.mapping.iter().map(|m| m.id)) {
-        let new: std::collections::HashMap<u64, u64> = p
-            .mapping
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.id, i as u64 + 1))
-            .collect();
-        for (i, m) in p.mapping.iter_mut().enumerate() {
-            m.id = i as u64 + 1;
-        }
-        for l in &mut p.location {
-            if l.mapping_id != 0 {
-                l.mapping_id = new[&l.mapping_id];
-            }
+    if let Some(new) = renumber(p.mapping.iter_mut().map(|m| &mut m.id)) {
+        for l in p.location.iter_mut().filter(|l| l.mapping_id != 0) {
+            l.mapping_id = new[&l.mapping_id];
         }
     }
-    if !dense(&mut p.function.iter().map(|f| f.id)) {
-        let new: std::collections::HashMap<u64, u64> = p
-            .function
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.id, i as u64 + 1))
-            .collect();
-        for (i, f) in p.function.iter_mut().enumerate() {
-            f.id = i as u64 + 1;
-        }
+    if let Some(new) = renumber(p.function.iter_mut().map(|f| &mut f.id)) {
         for line in p.location.iter_mut().flat_map(|l| l.line.iter_mut()) {
             line.function_id = new[&line.function_id];
         }
     }
-    if !dense(&mut p.location.iter().map(|l| l.id)) {
-        let new: std::collections::HashMap<u64, u64> = p
-            .location
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.id, i as u64 + 1))
-            .collect();
-        for (i, l) in p.location.iter_mut().enumerate() {
-            l.id = i as u64 + 1;
-        }
+    if let Some(new) = renumber(p.location.iter_mut().map(|l| &mut l.id)) {
         for id in p.sample.iter_mut().flat_map(|s| s.location_id.iter_mut()) {
             *id = new[id];
         }
     }
+}
+
+/// Number `ids` 1, 2, 3, ... in order; the old-to-new map, or `None` when they already were.
+fn renumber<'a>(
+    ids: impl Iterator<Item = &'a mut u64>,
+) -> Option<std::collections::HashMap<u64, u64>> {
+    let mut ids: Vec<&mut u64> = ids.collect();
+    if ids.iter().enumerate().all(|(i, id)| **id == i as u64 + 1) {
+        return None;
+    }
+    let mut new = std::collections::HashMap::with_capacity(ids.len());
+    for (i, id) in ids.iter_mut().enumerate() {
+        new.insert(**id, i as u64 + 1);
+        **id = i as u64 + 1;
+    }
+    Some(new)
 }
 
 /// Read and decode the profile at `path`.
