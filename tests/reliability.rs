@@ -97,7 +97,11 @@ fn sigterm_to_cargo_rprof_alone_stops_the_run_and_keeps_the_profile() {
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     let test_pid = wait_for_pid(&pid_file);
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Let the test spin for a second of CPU (however busy the machine is), then stop the run.
+    while cpu_seconds(test_pid) < 1.0 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let spent = cpu_seconds(test_pid);
     let sent = std::time::Instant::now();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -110,10 +114,28 @@ fn sigterm_to_cargo_rprof_alone_stops_the_run_and_keeps_the_profile() {
         !alive(test_pid),
         "the test binary {test_pid} outlived the run"
     );
-    // The 2 s of spinning before the signal are in the profile (100 Hz: about 200 samples).
+    // The CPU the test had spent when the signal was sent is in the profile (the binary's
+    // start-up and libtest's work before the spin are a few percent of it).
     let p = read_profile(&fixture.path("cpu.prof"));
-    let spun = function_cum(&p, "cpu", "hostile::spin_here");
-    assert!(spun >= 1_500_000_000, "{spun} ns of spin_here: {stderr}");
+    let spun = function_cum(&p, "cpu", "hostile::spin_here") as f64 / 1e9;
+    assert!(
+        spun >= 0.85 * spent,
+        "{spun:.2} s of spin_here, {spent:.2} s of CPU spent: {stderr}"
+    );
+}
+
+/// CPU seconds (user + system) process `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+    // After `(comm)`: state is field 3, utime and stime are fields 14 and 15.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // SAFETY: sysconf has no preconditions.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 #[test]

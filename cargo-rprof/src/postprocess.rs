@@ -83,9 +83,11 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
         term::warning(w);
     }
     if profiles.is_empty() {
-        return Err(CliError::NoProfile(format!(
-            "no {kind} profile written: no test or bench binary ran under rprof"
-        )));
+        return Err(CliError::NoProfile(if missing.is_empty() {
+            format!("no {kind} profile written: no test or bench binary ran under rprof")
+        } else {
+            format!("no {kind} profile written: every binary that ran ended without writing one")
+        }));
     }
     let merged = merge::merge(&profiles).map_err(|source| CliError::Profile {
         path: request.output.clone(),
