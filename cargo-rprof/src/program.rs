@@ -53,8 +53,8 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
     cmd.env("RPROF_WRITE_ON_SIGNAL", "1");
     if let Some(live) = &run.http {
         cmd.env("RPROF_HTTP", &live.addr);
-        if let Some(token) = &live.token {
-            cmd.env("RPROF_HTTP_TOKEN", token);
+        if live.allow_remote {
+            cmd.env("RPROF_HTTP_ALLOW_REMOTE", "1");
         }
         // The live profiles sample at the asked rates even without their --*profile flags.
         for (var, rate) in &live.rates {

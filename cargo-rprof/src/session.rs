@@ -135,8 +135,9 @@ pub struct TestRun {
 pub struct LiveServer {
     /// HOST:PORT.
     pub addr: String,
-    /// The token every request must carry, when the address is not loopback-only.
-    pub token: Option<String>,
+    /// Whether a non-loopback address is allowed: the program then makes a random token,
+    /// prints it, and refuses requests without it.
+    pub allow_remote: bool,
     /// The rate settings of every profiler the endpoints serve (`RPROF_*RATE` variables and
     /// values), whether or not a file of that kind is asked for.
     pub rates: Vec<(&'static str, u64)>,
@@ -144,7 +145,7 @@ pub struct LiveServer {
 
 impl LiveServer {
     /// Check `addr` before anything is built: it must parse, and be loopback unless
-    /// `allow_remote` (which then makes a random token).
+    /// `allow_remote` (the program then makes and prints a token).
     pub fn new(
         addr: &str,
         allow_remote: bool,
@@ -167,27 +168,10 @@ impl LiveServer {
         }
         Ok(LiveServer {
             addr: addr.to_owned(),
-            token: allow_remote.then(random_token),
+            allow_remote,
             rates,
         })
     }
-}
-
-/// 128 random bits from the kernel, in hex.
-fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `bytes`.
-        let n = unsafe {
-            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
-        };
-        if n <= 0 {
-            break;
-        }
-        filled += n as usize;
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One run of a binary, as the runner recorded it.

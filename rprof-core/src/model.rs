@@ -12,6 +12,18 @@ impl Profile {
             .map_or("", String::as_str)
     }
 
+    /// The index of `s` in the string table, added when missing (a linear search: for the
+    /// few strings an edit adds, not for building profiles).
+    pub fn intern(&mut self, s: &str) -> i64 {
+        match self.string_table.iter().position(|t| t == s) {
+            Some(i) => i as i64,
+            None => {
+                self.string_table.push(s.to_owned());
+                (self.string_table.len() - 1) as i64
+            }
+        }
+    }
+
     /// `type/unit` of a value type, e.g. `cpu/nanoseconds`.
     pub fn value_type_name(&self, vt: &ValueType) -> (String, String) {
         (self.str(vt.r#type).to_owned(), self.str(vt.unit).to_owned())

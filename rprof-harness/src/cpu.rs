@@ -357,51 +357,28 @@ fn arm_all_threads() {
 }
 
 fn install_handler() -> Result<(), CpuError> {
-    // SAFETY: sigaction is plain data; zeroed is a valid starting value.
-    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-    sa.sa_sigaction = on_timer_signal as *const () as usize;
-    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-    // SAFETY: `sa.sa_mask` is valid for writes.
-    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    let handler = on_timer_signal as *const () as usize;
     let chosen = SIGNAL.load(Ordering::Acquire);
-    let candidates = if chosen != 0 {
-        // Profiling again: the same signal, unless the program has taken it meanwhile.
-        vec![chosen]
+    // Profiling again: the same signal, unless the program has taken it meanwhile. Else the
+    // first free real-time signal from SIGRTMIN+4 (glibc and common libraries use the first
+    // few); SIGPROF when none is free.
+    let first = if chosen != 0 {
+        matches!(crate::sys::signal_handler(chosen), Some(h) if h == handler || h == libc::SIG_DFL)
+            .then_some(chosen)
+            .filter(|&sig| crate::sys::install_siginfo_handler(sig, handler))
     } else {
-        free_signals()
+        crate::sys::install_on_free_rt_signal(4, handler)
     };
-    for sig in candidates.into_iter().chain(std::iter::once(libc::SIGPROF)) {
-        // SAFETY: as above.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reading the action of a valid signal number into `old`.
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
-            continue;
-        }
-        let ours = old.sa_sigaction == on_timer_signal as *const () as usize;
-        if !ours && old.sa_sigaction != libc::SIG_DFL && sig != libc::SIGPROF {
-            continue;
-        }
-        // SAFETY: installs an async-signal-safe handler; `sa` is valid.
-        if unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) } == 0 {
+    let signal = first.or_else(|| {
+        crate::sys::install_siginfo_handler(libc::SIGPROF, handler).then_some(libc::SIGPROF)
+    });
+    match signal {
+        Some(sig) => {
             SIGNAL.store(sig, Ordering::Release);
-            return Ok(());
+            Ok(())
         }
+        None => Err(CpuError::Os(std::io::Error::last_os_error().to_string())),
     }
-    Err(CpuError::Os(std::io::Error::last_os_error().to_string()))
-}
-
-/// Real-time signals from `SIGRTMIN + 4` (glibc and common libraries use the first few) whose
-/// action is the default: nobody in the process uses them.
-fn free_signals() -> Vec<i32> {
-    (libc::SIGRTMIN() + 4..=libc::SIGRTMAX())
-        .filter(|&sig| {
-            // SAFETY: sigaction is plain data; zeroed is a valid value to read into.
-            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-            // SAFETY: reading the action of a valid signal number.
-            let read = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
-            read == 0 && old.sa_sigaction == libc::SIG_DFL
-        })
-        .collect()
 }
 
 /// The timers' signal handler. See the module doc for the rules it keeps.

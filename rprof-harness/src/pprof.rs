@@ -157,20 +157,17 @@ fn cpu_delta(before: cpu::CpuData, mut after: cpu::CpuData) -> cpu::CpuData {
 
 /// The heap profile now (allocations so far, and what is live), symbolized.
 pub fn heap_profile() -> Result<Profile, ProfileError> {
-    if let Some(raw) = preload_raw(RAW_HEAP)? {
-        return Ok(symbolize(&raw, Some(edit::is_allocator_frame)));
-    }
-    if mem::rate() == 0 {
-        return Err(ProfileError::NotActive("memory"));
-    }
-    let raw = thread::with_harness_guard(|| {
-        raw::mem_profile(
-            &mem::snapshot(),
-            &maps::profile_objects(),
-            crate::alloc::wrapper_used(),
-        )
-    });
+    let raw = running_profile(RAW_HEAP, "memory")?;
     Ok(symbolize(&raw, Some(edit::is_allocator_frame)))
+}
+
+/// The raw profile of `kind` from the profiler that runs in this process: the preload's when
+/// there is a preload to ask, else this copy's own (in-process, or inside the preload itself).
+fn running_profile(kind: c_int, what: &'static str) -> Result<Profile, ProfileError> {
+    match preload_raw(kind)? {
+        Some(raw) => Ok(raw),
+        None => raw::own_profile(kind).ok_or(ProfileError::NotActive(what)),
+    }
 }
 
 /// Start sampling allocations in this process at `rate` bytes per sample (1 = every
@@ -183,34 +180,13 @@ pub fn start_heap_profile(rate: u64) -> Result<(), ProfileError> {
 
 /// The block profile so far, symbolized (under `cargo rprof --blockprofile`).
 pub fn block_profile() -> Result<Profile, ProfileError> {
-    let raw = match preload_raw(RAW_BLOCK)? {
-        Some(raw) => raw,
-        // Inside the preload library itself (its live endpoints): its own profiler.
-        None if crate::sync::block_rate() != 0 => thread::with_harness_guard(|| {
-            raw::event_profile(
-                &crate::sync::snapshot_block(),
-                &maps::profile_objects(),
-                "block",
-            )
-        }),
-        None => return Err(ProfileError::NotActive("block")),
-    };
+    let raw = running_profile(RAW_BLOCK, "block")?;
     Ok(symbolize(&raw, Some(edit::is_sync_frame)))
 }
 
 /// The mutex profile so far, symbolized (under `cargo rprof --mutexprofile`).
 pub fn mutex_profile() -> Result<Profile, ProfileError> {
-    let raw = match preload_raw(RAW_MUTEX)? {
-        Some(raw) => raw,
-        None if crate::sync::mutex_fraction() != 0 => thread::with_harness_guard(|| {
-            raw::event_profile(
-                &crate::sync::snapshot_mutex(),
-                &maps::profile_objects(),
-                "mutex",
-            )
-        }),
-        None => return Err(ProfileError::NotActive("mutex")),
-    };
+    let raw = running_profile(RAW_MUTEX, "mutex")?;
     Ok(symbolize(&raw, Some(edit::is_sync_frame)))
 }
 

@@ -38,9 +38,9 @@ struct Settings {
     /// Where to serve the live endpoints (`RPROF_HTTP`, from `cargo rprof run --http`): the
     /// memory, block and mutex profilers then run whether or not their files are asked for.
     http: Option<String>,
-    /// Serve beyond loopback, with this token (`RPROF_HTTP_TOKEN`).
+    /// Serve beyond loopback, with a random token (`RPROF_HTTP_ALLOW_REMOTE=1`).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    http_token: Option<String>,
+    http_allow_remote: bool,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -79,7 +79,7 @@ fn start() {
         http: env("RPROF_HTTP")
             .filter(|_| cfg!(feature = "http"))
             .map(|v| v.to_string_lossy().into_owned()),
-        http_token: env("RPROF_HTTP_TOKEN").map(|v| v.to_string_lossy().into_owned()),
+        http_allow_remote: env("RPROF_HTTP_ALLOW_REMOTE").is_some_and(|v| v == "1"),
     };
     scrub_environment();
     if settings.http.is_none()
@@ -122,7 +122,7 @@ fn start() {
     }
     #[cfg(feature = "http")]
     if let Some(addr) = &settings.http {
-        serve(addr, settings.http_token.clone(), settings.cpu_rate);
+        serve(addr, settings.http_allow_remote, settings.cpu_rate);
     }
     let write_on_signal = settings.write_on_signal;
     let _ = SETTINGS.set(settings);
@@ -142,14 +142,15 @@ fn start() {
     }
 }
 
-/// Start the live endpoints on `addr` (beyond loopback with `token`; `profile` requests sample
+/// Start the live endpoints on `addr` (beyond loopback, with a token, when `allow_remote`;
+/// `profile` requests sample
 /// at `cpu_rate`), saying where on stderr;
 /// `cargo rprof run` reads that line to tell the user.
 #[cfg(feature = "http")]
-fn serve(addr: &str, token: Option<String>, cpu_rate: u32) {
+fn serve(addr: &str, allow_remote: bool, cpu_rate: u32) {
     let mut builder = crate::http::Builder::new(addr).cpu_rate(cpu_rate);
-    if token.is_some() {
-        builder = builder.allow_remote(token);
+    if allow_remote {
+        builder = builder.allow_remote(None);
     }
     match builder.start() {
         Ok(server) => eprintln!("rprof: serving live profiles at {}", server.url()),

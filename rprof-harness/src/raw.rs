@@ -338,13 +338,13 @@ pub(crate) const RAW_BLOCK: std::ffi::c_int = 2;
 /// The mutex profile.
 pub(crate) const RAW_MUTEX: std::ffi::c_int = 3;
 
-/// What the preload exports for `pprof::preload_raw`: write the raw profile of `kind` to `path`.
-/// Returns 0 on success, 1 when that profiler is off, 2 when the file could not be written.
-#[cfg_attr(not(feature = "preload"), allow(dead_code))]
-pub(crate) fn write_raw_for_api(kind: std::ffi::c_int, path: &std::path::Path) -> std::ffi::c_int {
+/// The raw profile of `kind` from this copy of the harness's own profilers, or `None` when that
+/// profiler is off here. What the preload exports for `pprof::preload_raw`, and what the
+/// runtime API reads when there is no other copy to ask.
+pub(crate) fn own_profile(kind: std::ffi::c_int) -> Option<Profile> {
     crate::thread::with_harness_guard(|| {
         let objects = crate::maps::profile_objects();
-        let profile = match kind {
+        Some(match kind {
             RAW_HEAP if crate::mem::rate() != 0 => mem_profile(
                 &crate::mem::snapshot(),
                 &objects,
@@ -356,8 +356,20 @@ pub(crate) fn write_raw_for_api(kind: std::ffi::c_int, path: &std::path::Path) -
             RAW_MUTEX if crate::sync::mutex_fraction() != 0 => {
                 event_profile(&crate::sync::snapshot_mutex(), &objects, "mutex")
             }
-            _ => return 1,
-        };
+            _ => return None,
+        })
+    })
+}
+
+/// What the preload exports for `pprof::preload_raw`: write [`own_profile`] of `kind` to
+/// `path`. Returns 0 on success, 1 when that profiler is off, 2 when the file could not be
+/// written.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))]
+pub(crate) fn write_raw_for_api(kind: std::ffi::c_int, path: &std::path::Path) -> std::ffi::c_int {
+    let Some(profile) = own_profile(kind) else {
+        return 1;
+    };
+    crate::thread::with_harness_guard(|| {
         match rprof_core::codec::write_file_packed(path, &profile, rprof_core::codec::Packing::Fast)
         {
             Ok(()) => 0,

@@ -44,15 +44,10 @@ pub fn check(signal: i32, handler: usize, tids: &[i32]) {
     }
     let mut guard = FINDINGS.lock().unwrap_or_else(|e| e.into_inner());
     let f = guard.get_or_insert_with(Findings::default);
-    if f.taken_over.is_none() {
-        // SAFETY: sigaction is plain data; zeroed is a valid value to read into.
-        let mut now: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reading the action of a valid signal number.
-        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut now) } == 0
-            && now.sa_sigaction != handler
-        {
-            f.taken_over = Some(f.started.map_or(Duration::ZERO, |s| s.elapsed()));
-        }
+    if f.taken_over.is_none()
+        && crate::sys::signal_handler(signal).is_some_and(|now| now != handler)
+    {
+        f.taken_over = Some(f.started.map_or(Duration::ZERO, |s| s.elapsed()));
     }
     if tids.is_empty() {
         return;

@@ -1,6 +1,8 @@
 //! Raw memory from the kernel, for tables that code inside `malloc` uses: it cannot come from
 //! `malloc` itself. Anonymous, zero-filled, reserved lazily (untouched pages cost nothing).
 //! And raw system calls, which bypass libc's `syscall` (the preload interposes it).
+//! And the signal-action plumbing the profilers share (which handler a signal has, installing
+//! one, finding a real-time signal nobody uses).
 
 /// Map `bytes` of zeroed memory, or return null when the kernel refuses.
 pub(crate) fn map_zeroed(bytes: usize) -> *mut u8 {
@@ -71,4 +73,38 @@ pub(crate) unsafe fn raw_syscall(
     } else {
         ret
     }
+}
+
+/// The handler of `signal` now (a function's address, or `SIG_DFL`/`SIG_IGN`), `None` when it
+/// cannot be read.
+pub(crate) fn signal_handler(signal: libc::c_int) -> Option<usize> {
+    // SAFETY: sigaction is plain data; zeroed is a valid value to read into.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: reading the action of a signal number into `old`; no new action.
+    (unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } == 0)
+        .then_some(old.sa_sigaction)
+}
+
+/// Install `handler` (an `SA_SIGINFO` handler, async-signal-safe) for `signal`, restarting
+/// interrupted system calls, with nothing else blocked while it runs. False when refused.
+pub(crate) fn install_siginfo_handler(signal: libc::c_int, handler: usize) -> bool {
+    // SAFETY: sigaction is plain data; zeroed is a valid starting value.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = handler;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: `sa.sa_mask` is valid for writes.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: the caller passes an async-signal-safe handler; `sa` is valid.
+    unsafe { libc::sigaction(signal, &sa, std::ptr::null_mut()) == 0 }
+}
+
+/// Install `handler` on the first real-time signal from `SIGRTMIN + offset` whose action is the
+/// default (nobody in the process uses it); returns that signal.
+pub(crate) fn install_on_free_rt_signal(
+    offset: libc::c_int,
+    handler: usize,
+) -> Option<libc::c_int> {
+    (libc::SIGRTMIN() + offset..=libc::SIGRTMAX()).find(|&sig| {
+        signal_handler(sig) == Some(libc::SIG_DFL) && install_siginfo_handler(sig, handler)
+    })
 }

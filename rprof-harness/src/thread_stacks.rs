@@ -122,28 +122,10 @@ fn install() -> Result<i32, String> {
     if installed != 0 {
         return Ok(installed);
     }
-    for signal in libc::SIGRTMIN() + 6..=libc::SIGRTMAX() {
-        // SAFETY: sigaction is plain data; zeroed is a valid value to read into.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reading the current action of a valid signal number.
-        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0
-            || old.sa_sigaction != libc::SIG_DFL
-        {
-            continue;
-        }
-        // SAFETY: as above.
-        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-        sa.sa_sigaction = on_signal as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        // SAFETY: `sa.sa_mask` is valid for writes.
-        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
-        // SAFETY: installs an async-signal-safe handler; `sa` is valid.
-        if unsafe { libc::sigaction(signal, &sa, std::ptr::null_mut()) } == 0 {
-            SIGNAL.store(signal, Ordering::Release);
-            return Ok(signal);
-        }
-    }
-    Err("no free real-time signal to ask threads for their stacks".into())
+    let signal = crate::sys::install_on_free_rt_signal(6, on_signal as *const () as usize)
+        .ok_or("no free real-time signal to ask threads for their stacks")?;
+    SIGNAL.store(signal, Ordering::Release);
+    Ok(signal)
 }
 
 /// The handler: the asked thread writes its interrupted stack into the slot.

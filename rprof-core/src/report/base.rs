@@ -69,8 +69,8 @@ pub fn merge_inputs(mut profiles: Vec<Profile>) -> Result<Profile> {
 pub fn with_base(new: Profile, base: &Profile, mode: BaseMode) -> Result<Profile> {
     let mut base = base.clone();
     let label = if mode == BaseMode::Diff {
-        let key = intern(&mut base, BASE_LABEL);
-        let value = intern(&mut base, "true");
+        let key = base.intern(BASE_LABEL);
+        let value = base.intern("true");
         Some(Label {
             key,
             str: value,
@@ -91,17 +91,6 @@ pub fn with_base(new: Profile, base: &Profile, mode: BaseMode) -> Result<Profile
         }
     }
     merge_inputs(vec![new, base])
-}
-
-/// The index of `s` in the profile's string table, added when missing.
-fn intern(profile: &mut Profile, s: &str) -> i64 {
-    match profile.string_table.iter().position(|t| t == s) {
-        Some(i) => i as i64,
-        None => {
-            profile.string_table.push(s.to_owned());
-            (profile.string_table.len() - 1) as i64
-        }
-    }
 }
 
 /// Whether a sample came from a `diff_base` profile (carries `pprof::base=true`).

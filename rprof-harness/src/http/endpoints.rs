@@ -197,7 +197,7 @@ fn fetch(name: &str) -> Result<Profile, Response> {
             } else {
                 "alloc_space"
             };
-            p.default_sample_type = string(&mut p, default);
+            p.default_sample_type = p.intern(default);
             p
         }),
         "block" => pprof::block_profile(),
@@ -317,15 +317,4 @@ fn pprof_response(name: &str, profile: &Profile) -> Response {
 
 fn plain(text: String) -> Response {
     Response::ok("text/plain; charset=utf-8", text.into_bytes())
-}
-
-/// The index of `s` in `p`'s string table, added if missing.
-fn string(p: &mut Profile, s: &str) -> i64 {
-    match p.string_table.iter().position(|t| t == s) {
-        Some(i) => i as i64,
-        None => {
-            p.string_table.push(s.to_owned());
-            p.string_table.len() as i64 - 1
-        }
-    }
 }
