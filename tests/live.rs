@@ -246,8 +246,10 @@ fn every_endpoint_of_a_live_service() {
     assert!(function_cum(&cpu, "cpu", "service::count_primes") > 0);
 
     // allocs?seconds=N: only what was allocated in the window.
-    let window = std::thread::spawn(move || profile_at(pp, "/debug/pprof/allocs?seconds=6"));
-    std::thread::sleep(Duration::from_secs(3));
+    // The leaks land in the middle of a 10 s window: seconds of margin on both sides for the
+    // two snapshots (each takes milliseconds), however loaded the machine.
+    let window = std::thread::spawn(move || profile_at(pp, "/debug/pprof/allocs?seconds=10"));
+    std::thread::sleep(Duration::from_secs(5));
     for _ in 0..10 {
         ok(app, "/leak?kb=32");
     }
@@ -347,8 +349,9 @@ fn the_endpoints_refuse_what_they_should() {
         "seconds must be between 1 and 300\n"
     );
     // Two CPU profiles at once: the second gets 409.
-    let first = std::thread::spawn(move || get(pp, "/debug/pprof/profile?seconds=3"));
-    std::thread::sleep(Duration::from_millis(1000));
+    // The second request comes 2 s into the first's 6 s, wide margins either way.
+    let first = std::thread::spawn(move || get(pp, "/debug/pprof/profile?seconds=6"));
+    std::thread::sleep(Duration::from_secs(2));
     let (second, why) = get(pp, "/debug/pprof/profile?seconds=1");
     assert_eq!(second, 409, "{}", String::from_utf8_lossy(&why));
     assert_eq!(first.join().unwrap().0, 200);
