@@ -357,3 +357,75 @@ fn threads_ending_by_pthread_exit_or_cancel_release_their_timers() {
         "profile {late} ns, thread CPU {cpu} ns"
     );
 }
+
+#[test]
+fn a_crashing_test_keeps_its_profile_and_its_exit_status() {
+    let fixture = Fixture::copy("hostile");
+    for (test, signal) in [
+        ("crash_by_abort", "SIGABRT"),
+        ("crash_by_null_read", "SIGSEGV"),
+        ("crash_by_sigkill", "SIGKILL"),
+    ] {
+        let exact = format!("tests::{test}");
+        let plain = run({
+            let mut c = std::process::Command::new("cargo");
+            c.args(["test", "--", "--exact", &exact, "--nocapture"])
+                .current_dir(fixture.path("."));
+            c
+        });
+        let file = format!("{test}.prof");
+        let profiled = cpu_run(&fixture, &file, test, &["--nocapture"]);
+        assert_eq!(
+            profiled.code, plain.code,
+            "{test}: exit status {:?} under rprof, {:?} plainly:\n{}",
+            profiled.code, plain.code, profiled.stderr
+        );
+        for ran in [&plain, &profiled] {
+            assert!(
+                ran.stderr.contains(&format!("{signal}:")),
+                "{test}: cargo names no {signal}:\n{}",
+                ran.stderr
+            );
+        }
+        let warning = profiled
+            .stderr
+            .lines()
+            .find(|l| l.contains("warning") && l.contains("hostile-") && l.contains(signal))
+            .unwrap_or_else(|| panic!("{test}: no warning naming {signal}:\n{}", profiled.stderr));
+        let p = read_profile(&fixture.path(&file));
+        let work = function_cum(&p, "cpu", "hostile::crash_work") as f64;
+        let cpu = profiled.truth()["work_cpu_ns"] as f64;
+        assert!(
+            (work - cpu).abs() <= 0.10 * cpu,
+            "{test}: profile {work} ns, thread CPU {cpu} ns ({warning})"
+        );
+    }
+}
+
+#[test]
+fn rusts_own_stack_overflow_report_survives_the_crash_handlers() {
+    let fixture = Fixture::copy("hostile");
+    let exact = "tests::crash_by_stack_overflow";
+    let plain = run({
+        let mut c = std::process::Command::new("cargo");
+        c.args(["test", "--", "--exact", exact])
+            .current_dir(fixture.path("."));
+        c
+    });
+    let profiled = cpu_run(&fixture, "cpu.prof", "crash_by_stack_overflow", &[]);
+    assert_eq!(profiled.code, plain.code, "{}", profiled.stderr);
+    for ran in [&plain, &profiled] {
+        assert!(
+            ran.stderr.contains("thread 'overflowing'")
+                && ran.stderr.contains("has overflowed its stack")
+                && ran.stderr.contains("SIGABRT:"),
+            "{}",
+            ran.stderr
+        );
+    }
+    assert!(
+        profiled.stderr.contains("ended by SIGABRT"),
+        "{}",
+        profiled.stderr
+    );
+}

@@ -39,15 +39,20 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
     let mut missing = Vec::new();
     let mut warnings = BTreeSet::new();
     for run in runs {
-        let raw = runner::raw_path(session, run.pid, request.kind);
+        let mut raw = runner::raw_path(session, run.pid, request.kind);
         if !raw.exists() {
-            missing.push(run);
-            continue;
+            // Killed without a chance to write: what it checkpointed while it ran.
+            raw = rprof_core::checkpoint_path(&raw);
+            if !raw.exists() {
+                missing.push(run);
+                continue;
+            }
         }
-        let profile = codec::read_file(&raw).map_err(|source| CliError::Profile {
+        let mut profile = codec::read_file(&raw).map_err(|source| CliError::Profile {
             path: raw.clone(),
             source,
         })?;
+        explain_ending(&mut profile, &display_name(&run.original), kind);
         let original = run.original.to_string_lossy().into_owned();
         let raw_dir = raw.parent().unwrap_or(session);
         let resolve = |filename: &str, build_id: &str| -> Option<PathBuf> {
@@ -75,7 +80,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
     }
     for run in &missing {
         term::warning(format!(
-            "{} wrote no {kind} profile (killed by a signal, or it exec'd?)",
+            "{} wrote no {kind} profile (it ended within its first checkpoint's time, or it exec'd another program)",
             display_name(&run.original)
         ));
     }
@@ -83,11 +88,18 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
         term::warning(w);
     }
     if profiles.is_empty() {
-        return Err(CliError::NoProfile(if missing.is_empty() {
+        let mut why = if missing.is_empty() {
             format!("no {kind} profile written: no test or bench binary ran under rprof")
         } else {
             format!("no {kind} profile written: every binary that ran ended without writing one")
-        }));
+        };
+        if request.output.exists() {
+            why.push_str(&format!(
+                " ({} is an older file, left as it was)",
+                request.output.display()
+            ));
+        }
+        return Err(CliError::NoProfile(why));
     }
     let merged = merge::merge(&profiles).map_err(|source| CliError::Profile {
         path: request.output.clone(),
@@ -99,6 +111,70 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
     })?;
     print_report(&merged, request, profiles.len(), session);
     Ok(())
+}
+
+/// Replace the harness's notes on how `binary`'s process ended (a signal while it wrote, or a
+/// checkpoint read because it never did) with one sentence naming the binary and the signal,
+/// which the report shows as a warning and the profile keeps as a comment.
+fn explain_ending(profile: &mut Profile, binary: &str, kind: &str) {
+    let mut signal = None;
+    let mut checkpoint = false;
+    profile.comment.retain(|&c| {
+        let text = profile
+            .string_table
+            .get(c as usize)
+            .map_or("", String::as_str);
+        if text == rprof_core::CHECKPOINT_COMMENT {
+            checkpoint = true;
+            return false;
+        }
+        match rprof_core::ended_by_signal(text) {
+            Some(sig) => {
+                signal = Some(sig);
+                false
+            }
+            None => true,
+        }
+    });
+    let sentence = match (signal, checkpoint) {
+        (Some(sig), _) => format!(
+            "{binary} was ended by {}: its {kind} profile holds its samples up to then",
+            signal_name(sig)
+        ),
+        (None, true) => format!(
+            "{binary} was killed without a chance to write its {kind} profile (SIGKILL, or a signal its own handler turned fatal): the profile holds its samples up to its last checkpoint, at most about {} ms before the end",
+            CHECKPOINT_MS
+        ),
+        (None, false) => return,
+    };
+    let id = profile.intern(&sentence);
+    profile.comment.push(id);
+}
+
+/// How often the harness checkpoints a running process's profiles (rprof_harness's
+/// `CHECKPOINT_EVERY`).
+const CHECKPOINT_MS: u64 = 100;
+
+/// `SIGSEGV (signal 11)`, or `signal N` for a number without a name here.
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {sig}"),
+    };
+    format!("{name} (signal {sig})")
 }
 
 /// Warn when a binary's `#[global_allocator]` bypasses malloc and no `ProfiledAlloc` fed the

@@ -37,6 +37,31 @@ pub const BLOCK_PROFILE_COMMENT: &str = "rprof: block profile";
 /// The comment that marks a mutex profile.
 pub const MUTEX_PROFILE_COMMENT: &str = "rprof: mutex profile";
 
+/// The comment of a raw profile written as a checkpoint while its process ran (see
+/// [`checkpoint_path`]), not at its end.
+pub const CHECKPOINT_COMMENT: &str = "rprof: checkpoint";
+
+/// Where a raw profile's checkpoint is written: beside it, with `.checkpoint` added. A process
+/// killed without a chance to write its profile (SIGKILL) leaves only this.
+pub fn checkpoint_path(raw: &std::path::Path) -> std::path::PathBuf {
+    let mut name = raw.as_os_str().to_owned();
+    name.push(".checkpoint");
+    name.into()
+}
+
+/// The comment of a raw profile written because signal `sig` was ending its process.
+pub fn ended_by_signal_comment(sig: i32) -> String {
+    format!("{ENDED_BY_SIGNAL_PREFIX}{sig}")
+}
+
+/// What [`ended_by_signal_comment`] starts with; the signal's number follows.
+pub const ENDED_BY_SIGNAL_PREFIX: &str = "rprof: ended by signal ";
+
+/// The signal a comment made by [`ended_by_signal_comment`] names.
+pub fn ended_by_signal(comment: &str) -> Option<i32> {
+    comment.strip_prefix(ENDED_BY_SIGNAL_PREFIX)?.parse().ok()
+}
+
 /// The mapping file name of the vDSO, the kernel's code mapped into every process.
 pub const VDSO_MAPPING: &str = "[vdso]";
 

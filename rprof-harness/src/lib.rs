@@ -37,12 +37,12 @@ pub mod thread_stacks;
 pub mod threads;
 pub mod unwind;
 
-#[cfg(feature = "preload")]
-mod exit_signals;
 #[cfg(feature = "preload-malloc")]
 mod malloc;
 #[cfg(feature = "preload")]
 mod preload;
+#[cfg(feature = "preload")]
+mod survival;
 #[cfg(feature = "preload")]
 mod sync_hooks;
 

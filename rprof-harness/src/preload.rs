@@ -12,11 +12,11 @@
 //!   only wrap the start routine so the new thread records its stack and arms its timer first.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use crate::{cpu, exit_signals, maps, mem, modules, raw, sync, thread, threads};
+use crate::{cpu, maps, mem, modules, raw, survival, sync, thread, threads};
 
 /// Settings read from the environment by the constructor.
 struct Settings {
@@ -126,10 +126,12 @@ fn start() {
     }
     let write_on_signal = settings.write_on_signal;
     let _ = SETTINGS.set(settings);
-    if write_on_signal {
-        if let Err(e) = exit_signals::install(write_profiles_once) {
-            eprintln!("rprof: profiles will not be written if a signal ends the program: {e}");
-        }
+    let writers = survival::Writers {
+        write: write_profiles_once,
+        checkpoint: write_checkpoints,
+    };
+    if let Err(e) = survival::start(writers, write_on_signal) {
+        eprintln!("rprof: profiles will not be kept if a signal or a crash ends the program: {e}");
     }
     // SAFETY: registering plain extern "C" functions without arguments.
     unsafe {
@@ -221,51 +223,156 @@ fn write_profiles_once() {
     }
 }
 
+/// One profile's data, taken for the final write or for a checkpoint.
+enum Taken {
+    Cpu(cpu::CpuData),
+    Event(sync::EventData, &'static str),
+    Threads(Vec<threads::ThreadRecord>),
+    Mem(mem::MemData),
+}
+
+impl Taken {
+    /// A number that changes when the data does (so unchanged data is not checkpointed again).
+    fn fingerprint(&self) -> u64 {
+        match self {
+            Taken::Cpu(d) => d.stacks.values().sum::<u64>() + d.lost + d.notices.len() as u64,
+            Taken::Event(d, _) => d.events.iter().fold(d.lost, |f, e| {
+                f.wrapping_add(e.contentions)
+                    .wrapping_add(e.delay_ns.wrapping_mul(31))
+            }),
+            Taken::Threads(records) => records.len() as u64,
+            Taken::Mem(d) => d.buckets.iter().fold(d.lost, |f, b| {
+                f.wrapping_add(b.allocs)
+                    .wrapping_add(b.frees.wrapping_mul(1 << 32))
+            }),
+        }
+    }
+
+    /// The unsymbolized profile of the data.
+    fn profile(&self, objects: &[maps::LoadedObject]) -> rprof_core::Profile {
+        match self {
+            Taken::Cpu(d) => raw::cpu_profile(d, objects),
+            Taken::Event(d, what) => raw::event_profile(d, objects, what),
+            Taken::Threads(records) => raw::threadcreate_profile(records, objects),
+            Taken::Mem(d) => raw::mem_profile(d, objects, crate::alloc::wrapper_used()),
+        }
+    }
+}
+
+/// The data of every profile asked for, with its file and its name for messages: stopped for
+/// good (`last`: everything stops first, so that building the files is not itself profiled), or
+/// as it stands (a checkpoint).
+fn take(settings: &Settings, last: bool) -> Vec<(&PathBuf, Taken, &'static str)> {
+    let mut taken = Vec::new();
+    if let Some(path) = &settings.cpu_profile {
+        match if last { cpu::stop() } else { cpu::snapshot() } {
+            Ok(data) => taken.push((path, Taken::Cpu(data), "cpu")),
+            Err(e) if last => eprintln!("rprof: {e}"),
+            Err(_) => {}
+        }
+    }
+    if let Some(path) = &settings.block_profile {
+        let data = if last {
+            sync::stop_block()
+        } else {
+            sync::snapshot_block()
+        };
+        taken.push((path, Taken::Event(data, "block"), "block"));
+    }
+    if let Some(path) = &settings.mutex_profile {
+        let data = if last {
+            sync::stop_mutex()
+        } else {
+            sync::snapshot_mutex()
+        };
+        taken.push((path, Taken::Event(data, "mutex"), "mutex"));
+    }
+    if let Some(path) = &settings.mem_profile {
+        if last {
+            mem::stop();
+        }
+        taken.push((path, Taken::Mem(mem::snapshot()), "memory"));
+    }
+    if let Some(path) = &settings.threadcreate_profile {
+        taken.push((path, Taken::Threads(threads::snapshot()), "thread-creation"));
+    }
+    taken
+}
+
+/// Fingerprints of the data last checkpointed, by profile; held while a checkpoint is written,
+/// and by the final writer for good.
+static CHECKPOINTS: Mutex<Vec<(&'static str, u64)>> = Mutex::new(Vec::new());
+
+/// Write `profile` to `path`, fast (raw profiles are read back once), saying why not.
+fn write_raw(path: &Path, profile: &rprof_core::Profile, what: &str) -> bool {
+    let written =
+        rprof_core::codec::write_file_packed(path, profile, rprof_core::codec::Packing::Fast);
+    if let Err(e) = &written {
+        eprintln!("rprof: cannot write the {what} profile: {e}");
+    }
+    written.is_ok()
+}
+
 fn write_profiles() {
     let Some(settings) = SETTINGS.get() else {
         return;
     };
-    // Stop everything first, so that building the files is not itself profiled.
-    let cpu = settings.cpu_profile.as_ref().map(|_| cpu::stop());
-    let block = settings.block_profile.as_ref().map(|_| sync::stop_block());
-    let mutex = settings.mutex_profile.as_ref().map(|_| sync::stop_mutex());
-    if settings.mem_profile.is_some() {
-        mem::stop();
-    }
+    let _no_more_checkpoints = CHECKPOINTS.lock().unwrap_or_else(|e| e.into_inner());
+    let taken = take(settings, true);
     let objects = maps::profile_objects();
-    let write = |path: &PathBuf, profile: rprof_core::Profile, what: &str| {
-        if let Err(e) =
-            rprof_core::codec::write_file_packed(path, &profile, rprof_core::codec::Packing::Fast)
-        {
-            eprintln!("rprof: cannot write the {what} profile: {e}");
+    for (path, data, what) in &taken {
+        let mut profile = data.profile(&objects);
+        if let Some(sig) = survival::ending_signal() {
+            let text = rprof_core::ended_by_signal_comment(sig);
+            let id = profile.intern(&text);
+            profile.comment.push(id);
         }
+        if write_raw(path, &profile, what) {
+            let _ = std::fs::remove_file(rprof_core::checkpoint_path(path));
+        }
+    }
+    keep_vdso(settings);
+}
+
+/// Write a checkpoint of every profile whose data changed since the last one, beside its file
+/// (see [`survival`]): what is left when the process is killed without a chance to write.
+fn write_checkpoints() {
+    let Some(settings) = SETTINGS.get() else {
+        return;
     };
-    match (&settings.cpu_profile, cpu) {
-        (Some(path), Some(Ok(data))) => write(path, raw::cpu_profile(&data, &objects), "cpu"),
-        (_, Some(Err(e))) => eprintln!("rprof: {e}"),
-        _ => {}
+    let mut last = CHECKPOINTS.lock().unwrap_or_else(|e| e.into_inner());
+    if WRITE_STATE.load(Ordering::Acquire) != UNWRITTEN {
+        return;
     }
-    if let (Some(path), Some(data)) = (&settings.block_profile, block) {
-        write(path, raw::event_profile(&data, &objects, "block"), "block");
+    let mut objects = None;
+    let mut wrote = false;
+    for (path, data, what) in take(settings, false) {
+        let fingerprint = data.fingerprint();
+        if last.contains(&(what, fingerprint)) {
+            continue;
+        }
+        let objects = objects.get_or_insert_with(maps::profile_objects);
+        let mut profile = data.profile(objects);
+        let id = profile.intern(rprof_core::CHECKPOINT_COMMENT);
+        profile.comment.push(id);
+        if write_raw(&rprof_core::checkpoint_path(path), &profile, what) {
+            last.retain(|(w, _)| *w != what);
+            last.push((what, fingerprint));
+            wrote = true;
+        }
     }
-    if let (Some(path), Some(data)) = (&settings.mutex_profile, mutex) {
-        write(path, raw::event_profile(&data, &objects, "mutex"), "mutex");
+    if wrote && !VDSO_KEPT.swap(true, Ordering::Relaxed) {
+        keep_vdso(settings);
     }
-    if let Some(path) = &settings.threadcreate_profile {
-        write(
-            path,
-            raw::threadcreate_profile(&threads::snapshot(), &objects),
-            "thread-creation",
-        );
-    }
-    if let Some(path) = &settings.mem_profile {
-        let data = mem::snapshot();
-        let wrapped = crate::alloc::wrapper_used();
-        write(path, raw::mem_profile(&data, &objects, wrapped), "memory");
-    }
-    // The vDSO is no file: keep its image beside the profiles (once per folder), for
-    // symbolization.
-    let mut dirs: Vec<&std::path::Path> = [
+}
+
+/// Whether the vDSO's image was kept beside the checkpoints.
+static VDSO_KEPT: AtomicBool = AtomicBool::new(false);
+
+/// The vDSO is no file: keep its image beside the profiles (once per folder), for
+/// symbolization.
+fn keep_vdso(settings: &Settings) {
+    let mut dirs: Vec<&Path> = [
         &settings.cpu_profile,
         &settings.mem_profile,
         &settings.block_profile,
@@ -379,6 +486,8 @@ pub unsafe extern "C" fn pthread_create(
     }
     // The program is becoming multi-threaded: the module watcher costs it nothing more now.
     modules::start_watcher();
+    // Rust's runtime has installed its fault handlers by now: chain ours behind them.
+    survival::chain_fault_handlers();
     let serial = std::panic::catch_unwind(|| thread::with_harness_guard(threads::creating))
         .unwrap_or(threads::UNKNOWN);
     let routine = Box::into_raw(Box::new(StartRoutine { start, arg, serial })) as *mut libc::c_void;
