@@ -7,7 +7,7 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     /// A profile file could not be read, decoded or reported.
-    #[error("{path}: {source}")]
+    #[error("{}", profile_message(path, source))]
     Profile {
         /// The file.
         path: PathBuf,
@@ -95,5 +95,14 @@ impl CliError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// `path: why`, without naming the path twice when the reason already starts with it (an I/O
+/// error on that very file).
+fn profile_message(path: &std::path::Path, source: &rprof_core::Error) -> String {
+    match source {
+        rprof_core::Error::Io { path: p, .. } if p == path => source.to_string(),
+        _ => format!("{}: {source}", path.display()),
     }
 }

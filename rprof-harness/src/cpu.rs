@@ -77,6 +77,8 @@ pub struct CpuData {
     pub duration: Duration,
     /// Periods that could not be recorded because the buffer was full.
     pub lost: u64,
+    /// Periods recorded with their leaf function only (the stack was too full to unwind on).
+    pub leaf_only: u64,
     /// Threads that got no timer (the timer table was full, or the OS refused).
     pub threads_unprofiled: u64,
     /// Periods that fell while a thread ran the harness's own code, and were not sampled.
@@ -98,6 +100,8 @@ static LOST: AtomicU64 = AtomicU64::new(0);
 static UNPROFILED: AtomicU64 = AtomicU64::new(0);
 /// Periods whose signal found the thread inside harness code (not sampled).
 static IN_HARNESS: AtomicU64 = AtomicU64::new(0);
+/// Periods sampled on a stack too full to unwind on: only their leaf function was recorded.
+static LEAF_ONLY: AtomicU64 = AtomicU64::new(0);
 /// Live timers (timer id + 1; 0 = free slot), so `stop` can delete every thread's timer.
 static TIMERS: [AtomicUsize; MAX_TIMERS] = [const { AtomicUsize::new(0) }; MAX_TIMERS];
 /// The thread each live timer samples (parallel to `TIMERS`).
@@ -163,6 +167,7 @@ fn start_session(hz: u32) -> Result<(), CpuError> {
     while queue.pop(|_| ()) {}
     PERIOD_NS.store(1_000_000_000 / hz as u64, Ordering::Relaxed);
     LOST.store(0, Ordering::Relaxed);
+    LEAF_ONLY.store(0, Ordering::Relaxed);
     UNPROFILED.store(0, Ordering::Relaxed);
     IN_HARNESS.store(0, Ordering::Relaxed);
     install_handler()?;
@@ -218,6 +223,7 @@ pub fn stop() -> Result<CpuData, CpuError> {
         start: Some(session.start),
         duration,
         lost: LOST.load(Ordering::Relaxed),
+        leaf_only: LEAF_ONLY.load(Ordering::Relaxed),
         threads_unprofiled: UNPROFILED.load(Ordering::Relaxed),
         in_harness: IN_HARNESS.load(Ordering::Relaxed),
         notices,
@@ -242,6 +248,7 @@ pub fn snapshot() -> Result<CpuData, CpuError> {
         start: Some(start),
         duration: started.elapsed(),
         lost: LOST.load(Ordering::Relaxed),
+        leaf_only: LEAF_ONLY.load(Ordering::Relaxed),
         threads_unprofiled: UNPROFILED.load(Ordering::Relaxed),
         in_harness: IN_HARNESS.load(Ordering::Relaxed),
         notices: crate::signal_watch::notices(),
@@ -407,7 +414,11 @@ extern "C" fn on_timer_signal(
                 s.thread = crate::threads::current();
                 // SAFETY: `regs` describe the thread this signal interrupted, which is the
                 // current thread, and `bounds` are its recorded stack.
-                s.depth = unsafe { unwind::walk(regs, bounds, &mut s.frames) };
+                let (depth, walked) = unsafe { unwind::walk_if_room(regs, bounds, &mut s.frames) };
+                s.depth = depth;
+                if !walked {
+                    LEAF_ONLY.fetch_add(weight, Ordering::Relaxed);
+                }
             });
             if !pushed {
                 LOST.fetch_add(weight, Ordering::Relaxed);

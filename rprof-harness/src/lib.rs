@@ -35,6 +35,7 @@ pub mod thread;
 #[cfg(feature = "http")]
 pub mod thread_stacks;
 pub mod threads;
+mod tls;
 pub mod unwind;
 
 #[cfg(feature = "preload-malloc")]

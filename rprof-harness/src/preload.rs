@@ -95,6 +95,8 @@ fn start() {
     PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     create_exit_key();
     thread::record_stack_bounds();
+    // Before any handler is installed: they all run on alternate stacks from now on.
+    thread::use_alt_stacks();
     let http = settings.http.is_some();
     if settings.labels || settings.threadcreate_profile.is_some() || http {
         threads::start();
@@ -401,6 +403,7 @@ extern "C" fn thread_trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
     let slot = thread::with_harness_guard(|| {
         threads::thread_started(routine.serial);
         thread::record_stack_bounds();
+        thread::give_alt_stack();
         cpu::thread_started_slot()
     });
     let _guard = ExitGuard::new(slot);
@@ -441,6 +444,7 @@ fn thread_ended(slot: Option<usize>) {
     }
     sync::thread_exiting();
     thread::with_harness_guard(threads::thread_ending);
+    thread::take_alt_stack();
 }
 
 /// Ends the thread's profiling when its start routine returns (or panics out of it), and

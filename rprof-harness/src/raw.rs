@@ -132,6 +132,12 @@ pub fn cpu_profile(data: &CpuData, objects: &[LoadedObject]) -> Profile {
             data.lost
         ));
     }
+    if data.leaf_only > 0 {
+        b.comment(&format!(
+            "rprof: {} samples were taken on a nearly full stack (a thread near its limit, or a small alternate signal stack of the program's) and hold only their leaf function",
+            data.leaf_only
+        ));
+    }
     // A few periods always fall in the memory profiler's recording; say so when they matter.
     let sampled: u64 = data.stacks.values().sum();
     if data.in_harness * 100 > sampled {

@@ -25,7 +25,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Signals that end the process, taken over with `RPROF_WRITE_ON_SIGNAL=1`.
 const TERMINATING: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -285,6 +285,15 @@ fn run_previous(
     }
 }
 
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    // SAFETY: timespec is plain data, written by clock_gettime.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// The watcher thread: checkpoint while the program runs; on a signal, write the profiles and
 /// let it end the process.
 fn watch(read_end: libc::c_int, writers: Writers) {
@@ -312,9 +321,12 @@ fn watch(read_end: libc::c_int, writers: Writers) {
             return;
         }
         chain_fault_handlers();
-        let began = Instant::now();
+        // Paced by the CPU time a checkpoint costs, not its wall time: on a loaded machine the
+        // wall time grows with preemption, and checkpoints must not thin out just then.
+        let began = thread_cpu_time();
         let _ = std::panic::catch_unwind(writers.checkpoint);
-        wait = CHECKPOINT_EVERY.max(began.elapsed() * CHECKPOINT_COST_SHARE);
+        wait =
+            CHECKPOINT_EVERY.max(thread_cpu_time().saturating_sub(began) * CHECKPOINT_COST_SHARE);
     }
     let sig = RECEIVED.load(Ordering::Acquire);
     let _ = std::panic::catch_unwind(writers.write);

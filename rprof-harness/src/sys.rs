@@ -86,12 +86,17 @@ pub(crate) fn signal_handler(signal: libc::c_int) -> Option<usize> {
 }
 
 /// Install `handler` (an `SA_SIGINFO` handler, async-signal-safe) for `signal`, restarting
-/// interrupted system calls, with nothing else blocked while it runs. False when refused.
+/// interrupted system calls, with nothing else blocked while it runs, on the thread's alternate
+/// signal stack where the harness gives every thread one (`thread::on_alt_stacks`). False when
+/// refused.
 pub(crate) fn install_siginfo_handler(signal: libc::c_int, handler: usize) -> bool {
     // SAFETY: sigaction is plain data; zeroed is a valid starting value.
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     sa.sa_sigaction = handler;
     sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    if crate::thread::on_alt_stacks() {
+        sa.sa_flags |= libc::SA_ONSTACK;
+    }
     // SAFETY: `sa.sa_mask` is valid for writes.
     unsafe { libc::sigemptyset(&mut sa.sa_mask) };
     // SAFETY: the caller passes an async-signal-safe handler; `sa` is valid.

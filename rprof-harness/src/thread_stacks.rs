@@ -146,7 +146,7 @@ extern "C" fn on_signal(
         let regs = unsafe { unwind::regs_from_ucontext(ucontext) };
         // SAFETY: `regs` describe this very thread (the one interrupted), and the bounds are
         // its recorded stack.
-        let depth = unsafe { unwind::walk(regs, thread::stack_bounds(), &mut frames) };
+        let (depth, _) = unsafe { unwind::walk_if_room(regs, thread::stack_bounds(), &mut frames) };
         for (slot, &f) in FRAMES.iter().zip(&frames[..depth]) {
             slot.store(f, Ordering::Relaxed);
         }

@@ -9,7 +9,6 @@
 //! forked child stops recording (another thread of the parent may have held the lock at the
 //! fork), and never writes profiles anyway.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -20,10 +19,6 @@ use crate::unwind::MAX_DEPTH;
 pub const UNKNOWN: u32 = 0;
 /// The serial of the main thread.
 pub const MAIN: u32 = 1;
-
-thread_local! {
-    static SERIAL: Cell<u32> = const { Cell::new(UNKNOWN) };
-}
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static NEXT_SERIAL: AtomicU32 = AtomicU32::new(MAIN + 1);
@@ -50,12 +45,12 @@ pub struct ThreadRecord {
 /// The calling thread's serial. Async-signal-safe.
 #[inline]
 pub fn current() -> u32 {
-    SERIAL.try_with(Cell::get).unwrap_or(UNKNOWN)
+    crate::tls::block().serial.get()
 }
 
 /// Start the registry on the main thread (the preload's constructor).
 pub fn start() {
-    SERIAL.with(|s| s.set(MAIN));
+    crate::tls::block().serial.set(MAIN);
     let record = ThreadRecord {
         serial: MAIN,
         creator: UNKNOWN,
@@ -107,7 +102,7 @@ pub fn thread_started(serial: u32) {
     if serial == UNKNOWN {
         return;
     }
-    SERIAL.with(|s| s.set(serial));
+    crate::tls::block().serial.set(serial);
     let tid = crate::thread::gettid();
     if ENABLED.load(Ordering::Acquire) {
         if let Some(r) = lock().iter_mut().rev().find(|r| r.serial == serial) {

@@ -61,6 +61,36 @@ pub unsafe fn regs_from_ucontext(ucontext: *const libc::c_void) -> Regs {
     }
 }
 
+/// Stack a [`walk`] from a signal handler needs below the handler's frame: the measured high
+/// water mark with a wide margin (the `handler_stack` test measures it: about 18 KiB optimised,
+/// kernel signal frame included, and 57 KiB when everything is built at opt-level 0, as a
+/// program's debug build that links the harness may be).
+pub const UNWIND_ROOM: usize = if cfg!(debug_assertions) {
+    96 * 1024
+} else {
+    32 * 1024
+};
+
+/// [`walk`] when the stack the caller runs on has [`UNWIND_ROOM`] left below it; otherwise only
+/// the interrupted instruction, so that a handler on a nearly full stack (a thread near its
+/// limit, a program's small alternate signal stack) keeps the sample's leaf function instead of
+/// overflowing. Returns the depth and whether the stack was walked.
+///
+/// # Safety
+/// As [`walk`].
+pub unsafe fn walk_if_room(
+    regs: Regs,
+    bounds: (usize, usize),
+    out: &mut [u64; MAX_DEPTH],
+) -> (usize, bool) {
+    if crate::thread::stack_room() < UNWIND_ROOM {
+        out[0] = regs.pc;
+        return (1, false);
+    }
+    // SAFETY: as guaranteed by our caller.
+    (unsafe { walk(regs, bounds, out) }, true)
+}
+
 /// Walk the stack starting at `regs`, writing return addresses (leaf first) into `out`.
 /// `bounds` is the thread's stack `[low, high)`, or `(0, 0)` when unknown: frames are then read
 /// with `process_vm_readv`, which fails cleanly on unmapped memory instead of faulting.

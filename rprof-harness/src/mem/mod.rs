@@ -14,7 +14,6 @@
 pub(crate) mod live;
 pub(crate) mod tables;
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -40,11 +39,6 @@ struct Tables {
 }
 
 static TABLES: OnceLock<Tables> = OnceLock::new();
-
-thread_local! {
-    /// Bytes until this thread's next sample; `i64::MIN` until first drawn.
-    static NEXT_SAMPLE: Cell<i64> = const { Cell::new(i64::MIN) };
-}
 
 /// Why the memory profiler could not start.
 #[derive(Debug, PartialEq, Eq)]
@@ -127,22 +121,19 @@ pub fn on_alloc(ptr: *mut u8, size: usize) {
     if rate == 0 || ptr.is_null() {
         return;
     }
-    let sample = NEXT_SAMPLE
-        .try_with(|next| {
-            let mut left = next.get();
-            if left == i64::MIN {
-                left = next_sample_distance(rate);
-            }
-            left -= size as i64;
-            if left > 0 {
-                next.set(left);
-                false
-            } else {
-                next.set(next_sample_distance(rate));
-                true
-            }
-        })
-        .unwrap_or(false);
+    // Bytes until this thread's next sample, stored XOR i64::MIN (see ThreadBlock): i64::MIN
+    // until first drawn.
+    let next = &crate::tls::block().next_sample;
+    let mut left = next.get() ^ i64::MIN;
+    if left == i64::MIN {
+        left = next_sample_distance(rate);
+    }
+    left -= size as i64;
+    let sample = left <= 0;
+    if sample {
+        left = next_sample_distance(rate);
+    }
+    next.set(left ^ i64::MIN);
     if sample && !thread::in_harness() {
         thread::with_harness_guard(|| record(ptr as u64, size as u64));
     }

@@ -25,7 +25,6 @@
 
 pub(crate) mod waiters;
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -233,10 +232,10 @@ pub struct Wait {
     lock_protocol: bool,
 }
 
-thread_local! {
-    /// (address, stack hash) of the thread's last lock-protocol wait not yet ended by a wake of
-    /// that address from this thread, for merging re-waits.
-    static LAST_WAIT: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+/// (address, stack hash) of the calling thread's last lock-protocol wait not yet ended by a
+/// wake of that address from this thread, for merging re-waits.
+fn last_wait() -> &'static std::cell::Cell<(u64, u64)> {
+    &crate::tls::block().last_wait
 }
 
 /// The calling thread is about to wake waiters of `addr` (a futex wake): if it last waited for
@@ -247,11 +246,10 @@ pub fn releasing(addr: u64) {
     if BLOCK_RATE.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let _ = LAST_WAIT.try_with(|l| {
-        if l.get().0 == addr {
-            l.set((0, 0));
-        }
-    });
+    let l = last_wait();
+    if l.get().0 == addr {
+        l.set((0, 0));
+    }
 }
 
 /// The calling thread is about to wait on `addr`; `lock_protocol` when it is a futex wait for
@@ -302,13 +300,13 @@ fn record_block(w: Wait, end: u64, rate: u64) {
     let mut frames = [0u64; MAX_DEPTH];
     let stack = own_stack(&mut frames);
     let hash = hash_stack(stack);
-    let rewait = w.lock_protocol && LAST_WAIT.try_with(Cell::get).ok() == Some((w.addr, hash));
+    let rewait = w.lock_protocol && last_wait().get() == (w.addr, hash);
     let last = if w.lock_protocol {
         (w.addr, hash)
     } else {
         (0, 0)
     };
-    let _ = LAST_WAIT.try_with(|l| l.set(last));
+    last_wait().set(last);
     let (contentions_milli, delay) = if d >= rate {
         (1000, d)
     } else if crate::rng::next_f64() * (rate as f64) < d as f64 {

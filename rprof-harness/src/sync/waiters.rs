@@ -6,7 +6,6 @@
 //! address; wakers read addresses and swap the "charged from" time. Slots are released when a
 //! thread the preload saw start exits.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 const SLOTS: usize = 4096;
@@ -30,13 +29,10 @@ static TABLE: [Slot; SLOTS] = [const {
 }; SLOTS];
 static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
 
-thread_local! {
-    static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
 fn my_slot() -> Option<&'static Slot> {
-    let i = MINE.try_with(Cell::get).ok()?;
-    if i != usize::MAX {
+    // The thread's slot plus one, 0 = none (see ThreadBlock).
+    let mine = &crate::tls::block().waiter_slot;
+    if let Some(i) = mine.get().checked_sub(1) {
         return Some(&TABLE[i]);
     }
     let tid = crate::thread::gettid();
@@ -46,7 +42,7 @@ fn my_slot() -> Option<&'static Slot> {
             .is_ok()
     })?;
     HIGH_WATER.fetch_max(i + 1, Ordering::AcqRel);
-    let _ = MINE.try_with(|m| m.set(i));
+    mine.set(i + 1);
     Some(&TABLE[i])
 }
 
@@ -105,11 +101,9 @@ pub(crate) fn charge(addr: u64, n: usize, now: u64) -> (u64, u64) {
 
 /// Free the calling thread's slot (at thread exit).
 pub(crate) fn release() {
-    if let Ok(i) = MINE.try_with(|m| m.replace(usize::MAX)) {
-        if i != usize::MAX {
-            TABLE[i].addr.store(0, Ordering::Relaxed);
-            TABLE[i].owner.store(0, Ordering::Release);
-        }
+    if let Some(i) = crate::tls::block().waiter_slot.replace(0).checked_sub(1) {
+        TABLE[i].addr.store(0, Ordering::Relaxed);
+        TABLE[i].owner.store(0, Ordering::Release);
     }
 }
 
