@@ -175,7 +175,7 @@ fn start_session(hz: u32) -> Result<(), CpuError> {
     let stacks = std::sync::Arc::new(Mutex::new(HashMap::new()));
     let drain = {
         let (stop, stacks) = (stop.clone(), stacks.clone());
-        thread::spawn_harness_thread(move || drain_loop(queue, &stop, &stacks))
+        thread::spawn_harness_thread(c"rprof-drain", move || drain_loop(queue, &stop, &stacks))
             .map_err(|e| CpuError::Os(format!("drain thread: {e}")))?
     };
     // The drain thread made the process multi-threaded: the module watcher costs no more.

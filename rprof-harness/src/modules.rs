@@ -324,7 +324,7 @@ pub fn start_watcher() {
         return;
     }
     let spawned = thread::with_harness_guard(|| {
-        thread::spawn_harness_thread(|| loop {
+        thread::spawn_harness_thread(c"rprof-modules", || loop {
             wait_for_news(WATCH_PERIOD);
             refresh_if_changed();
             // At most one rebuild a millisecond, so code outside every object (JIT code),

@@ -84,7 +84,7 @@ pub fn start(writers: Writers, terminating: bool) -> std::io::Result<()> {
     PIPE_WRITE.store(write_end, Ordering::Release);
     // SAFETY: getpid has no preconditions.
     OWNER.store(unsafe { libc::getpid() }, Ordering::Release);
-    crate::thread::spawn_harness_thread(move || watch(read_end, writers))?;
+    crate::thread::spawn_harness_thread(c"rprof-watcher", move || watch(read_end, writers))?;
     let mut handlers: Vec<(libc::c_int, usize)> = CRASHES_AT_START
         .iter()
         .map(|&s| (s, on_crash as SiginfoHandler as usize))

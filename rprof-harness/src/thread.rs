@@ -226,8 +226,12 @@ fn page_size() -> usize {
 }
 
 /// Start a harness thread with the real `pthread_create` (never the preload's wrapper, so it is
-/// never sampled), already marked with [`mark_harness_thread`].
-pub fn spawn_harness_thread<F: FnOnce() + Send + 'static>(f: F) -> std::io::Result<HarnessThread> {
+/// never sampled), already marked with [`mark_harness_thread`], named `name` (at most 15 bytes:
+/// what `top -H`, gdb and `/proc/<pid>/task/*/comm` show for it).
+pub fn spawn_harness_thread<F: FnOnce() + Send + 'static>(
+    name: &'static std::ffi::CStr,
+    f: F,
+) -> std::io::Result<HarnessThread> {
     extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
         mark_harness_thread();
         // SAFETY: `arg` is the Box<Box<dyn FnOnce()>> leaked by spawn_harness_thread, consumed
@@ -247,6 +251,9 @@ pub fn spawn_harness_thread<F: FnOnce() + Send + 'static>(f: F) -> std::io::Resu
         drop(unsafe { Box::from_raw(arg as *mut Box<dyn FnOnce() + Send>) });
         return Err(std::io::Error::from_raw_os_error(rc));
     }
+    // SAFETY: a live thread's handle and a NUL-terminated name; a name too long is refused
+    // (ERANGE) without harm.
+    unsafe { libc::pthread_setname_np(handle, name.as_ptr()) };
     Ok(HarnessThread(handle))
 }
 

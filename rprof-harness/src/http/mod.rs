@@ -149,10 +149,10 @@ impl Builder {
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WORKERS {
             let (rx, endpoints) = (rx.clone(), endpoints.clone());
-            crate::thread::spawn_harness_thread(move || work(&rx, &endpoints))
+            crate::thread::spawn_harness_thread(c"rprof-http-work", move || work(&rx, &endpoints))
                 .map_err(ServeError::Thread)?;
         }
-        crate::thread::spawn_harness_thread(move || {
+        crate::thread::spawn_harness_thread(c"rprof-http", move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 if let Err(TrySendError::Full(mut stream)) = tx.try_send(stream) {
