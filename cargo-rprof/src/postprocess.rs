@@ -155,26 +155,12 @@ fn explain_ending(profile: &mut Profile, binary: &str, kind: &str) {
 /// `CHECKPOINT_EVERY`).
 const CHECKPOINT_MS: u64 = 100;
 
-/// `SIGSEGV (signal 11)`, or `signal N` for a number without a name here.
+/// `SIGSEGV (signal 11)`, or `signal N` for a number without a name.
 fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGSYS => "SIGSYS",
-        _ => return format!("signal {sig}"),
-    };
-    format!("{name} (signal {sig})")
+    match crate::signals::signal_name(sig) {
+        name if name.starts_with("SIG") => format!("{name} (signal {sig})"),
+        other => other,
+    }
 }
 
 /// Warn when a binary's `#[global_allocator]` bypasses malloc and no `ProfiledAlloc` fed the

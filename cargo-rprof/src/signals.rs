@@ -193,6 +193,7 @@ pub fn signal_name(sig: i32) -> String {
         libc::SIGPIPE => "SIGPIPE",
         libc::SIGALRM => "SIGALRM",
         libc::SIGTERM => "SIGTERM",
+        libc::SIGSYS => "SIGSYS",
         _ => return format!("signal {sig}"),
     };
     name.to_owned()
