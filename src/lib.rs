@@ -223,6 +223,15 @@ pub fn chromium() -> Option<PathBuf> {
     required_tool("chromium", "chromium")
 }
 
+/// `cargo-nextest`, for `cargo rprof nextest`. `None` (the test then skips, saying so) only
+/// outside CI: with `CI` set, a missing cargo-nextest fails the test.
+pub fn nextest_tool() -> Option<PathBuf> {
+    required_tool(
+        "cargo-nextest",
+        "cargo-nextest (cargo install cargo-nextest --locked)",
+    )
+}
+
 /// The program `name` on `PATH`. Outside CI a missing one is `None` (the caller skips, saying
 /// so); with `CI` set it fails the test, naming the Debian `package` to install.
 fn required_tool(name: &str, package: &str) -> Option<PathBuf> {

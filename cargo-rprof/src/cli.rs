@@ -39,6 +39,10 @@ pub enum Command {
     /// Run `cargo bench` with profilers on; write pprof files (cargo bench options pass through).
     #[command(after_help = PASS_THROUGH_HELP)]
     Bench(ProfileArgs),
+    /// Run `cargo nextest run` with profilers on in every test process; merge them into pprof
+    /// files with a `test` label per test (nextest options pass through).
+    #[command(after_help = NEXTEST_HELP)]
+    Nextest(ProfileArgs),
     /// Build and run a program (like `cargo run`) with profilers on; write pprof files when it
     /// ends, also by Ctrl-C or SIGTERM (cargo build options pass through).
     #[command(after_help = RUN_HELP)]
@@ -71,11 +75,39 @@ pub enum Command {
     /// any mix of CPU, memory, block and mutex profiles.
     #[command(after_help = TESTS_HELP)]
     Tests(TestsArgs),
+    /// Merge profiles of one kind (shards of `nextest run --partition`, CI matrix jobs,
+    /// machines) into one file.
+    #[command(after_help = MERGE_HELP)]
+    Merge(MergeArgs),
     /// Compare two profiles per test (or function) and fail when something grew past a
     /// threshold: a regression gate for CI.
     #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
 }
+
+const NEXTEST_HELP: &str = "\
+Usage: cargo rprof nextest run [PROFILE FLAGS] [NEXTEST OPTIONS] [-- FILTERS...]
+
+Every option other than rprof's own is passed to `cargo nextest run` unchanged (-p,
+--workspace, --partition count:1/2, --retries N, -E filtersets, --profile, ...). Each test runs
+in a process of its own, so every sample carries its test's name as nextest gives it (label
+`test`) and, when retries are on, the attempt (label `attempt`). A test nextest kills on timeout
+keeps the profile it checkpointed up to about 100 ms before the kill, with a warning naming it.
+Needs cargo-nextest (`cargo install cargo-nextest --locked`).
+
+Examples:
+  cargo rprof nextest run --cpuprofile cpu.prof
+  cargo rprof nextest run --memprofile mem.prof --memprofilerate 1 --partition count:1/2
+  cargo rprof nextest run --cpuprofile cpu.prof --retries 2";
+
+const MERGE_HELP: &str = "\
+The inputs must be of one kind (all CPU, all memory, ...): profiles whose sample types differ
+are refused, naming the file. Labels, mappings and symbols are kept; equal stacks are added up.
+An input may be an http:// URL of a live endpoint, fetched as `top` fetches it.
+
+Examples:
+  cargo rprof merge -o cpu.prof shard1/cpu.prof shard2/cpu.prof
+  cargo rprof merge -o mem.prof --label shard linux.prof macos.prof";
 
 const PASS_THROUGH_HELP: &str = "\
 Every other option is passed to cargo unchanged (-p, --workspace, --lib, --test NAME,
@@ -318,6 +350,21 @@ pub struct PeekArgs {
     pub regex: String,
     #[command(flatten)]
     pub report: ReportArgs,
+}
+
+/// `cargo rprof merge`.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// Where to write the merged profile (replaced atomically).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Label every sample with KEY = the file name of the input it came from (e.g.
+    /// `--label shard`), so reports can still tell the inputs apart.
+    #[arg(long, value_name = "KEY")]
+    pub label: Option<String>,
+    /// The profiles to merge.
+    #[arg(value_name = "PROFILE", required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
 }
 
 /// `cargo rprof diff`.
@@ -587,7 +634,7 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
     }
     let sub = args.get(2).map(|a| a.to_string_lossy().into_owned());
     let mut passthrough = None;
-    if matches!(sub.as_deref(), Some("test" | "bench" | "run")) {
+    if matches!(sub.as_deref(), Some("test" | "bench" | "run" | "nextest")) {
         let (own, cargo, binary) = split_profile_args(&args[3..]);
         args.truncate(3);
         args.extend(own);
@@ -596,7 +643,7 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
     let CargoCli::Rprof(cli) = CargoCli::try_parse_from(args)?;
     let mut command = cli.command;
     let profile_args = match &mut command {
-        Command::Test(p) | Command::Bench(p) => Some(p),
+        Command::Test(p) | Command::Bench(p) | Command::Nextest(p) => Some(p),
         Command::Run(r) => Some(&mut r.profile),
         _ => None,
     };
@@ -608,6 +655,23 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, clap::Error> {
         }
     }
     Ok(command)
+}
+
+/// Turn `nextest` flags into a run of `cargo nextest run`: the one nextest command that runs
+/// tests.
+pub fn nextest_run(p: &ProfileArgs) -> Result<TestRun, CliError> {
+    let mut run = test_run("nextest", p)?;
+    match run.cargo_args.first() {
+        Some(a) if a == "run" => Ok(run),
+        Some(a) if a == "r" => {
+            run.cargo_args[0] = "run".into();
+            Ok(run)
+        }
+        other => Err(CliError::Usage(format!(
+            "cargo rprof nextest profiles `cargo nextest run` only{}: write `cargo rprof nextest run [FLAGS]`",
+            other.map_or(String::new(), |a| format!(", not `{}`", a.to_string_lossy()))
+        ))),
+    }
 }
 
 /// Turn parsed `run` flags into a run: as [`test_run`], where `--http` alone is enough.
@@ -711,7 +775,14 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
         }
         Err(e) => {
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines.next().unwrap_or("invalid arguments").to_owned();
+            // "the following required arguments were not provided:" names them on the next line.
+            if first.ends_with(':') {
+                if let Some(next) = lines.next() {
+                    first = format!("{first} {next}");
+                }
+            }
             return Err(CliError::Usage(
                 first.trim_start_matches("error: ").to_owned(),
             ));
@@ -720,6 +791,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
     match &command {
         Command::Test(p) => session::run(&test_run("test", p)?),
         Command::Bench(p) => session::run(&test_run("bench", p)?),
+        Command::Nextest(p) => session::run(&nextest_run(p)?),
         Command::Run(r) => crate::program::run(&program_run(r)?),
         Command::Top(a) => analyze::top(a).map(|()| 0),
         Command::Traces(a) => analyze::traces(a).map(|()| 0),
@@ -732,6 +804,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, CliError> {
         Command::Web(a) => crate::web::web(a).map(|()| 0),
         Command::Tests(a) => analyze::bylabel::tests(a).map(|()| 0),
         // A gate's errors exit 2, so CI tells "regressed" (1) from "could not check".
+        Command::Merge(a) => analyze::merge::merge(a).map(|()| 0),
         Command::Check(a) => analyze::check::check(a).map_err(|e| CliError::Gate(Box::new(e))),
     }
 }
@@ -746,9 +819,33 @@ mod tests {
 
     fn profile_args(args: &[&str]) -> Result<ProfileArgs, clap::Error> {
         match parse(os(args))? {
-            Command::Test(p) | Command::Bench(p) => Ok(p),
+            Command::Test(p) | Command::Bench(p) | Command::Nextest(p) => Ok(p),
             other => panic!("not a profile command: {other:?}"),
         }
+    }
+
+    #[test]
+    fn nextest_profiles_run_only_and_passes_its_options_through() {
+        let p = profile_args(&[
+            "cargo-rprof",
+            "rprof",
+            "nextest",
+            "run",
+            "--cpuprofile",
+            "cpu.prof",
+            "--partition",
+            "count:1/2",
+            "--",
+            "parser",
+        ])
+        .unwrap();
+        let run = nextest_run(&p).unwrap();
+        assert_eq!(run.subcommand, "nextest");
+        assert_eq!(run.cargo_args, os(&["run", "--partition", "count:1/2"]));
+        assert_eq!(run.binary_args, os(&["parser"]));
+        let p = profile_args(&["cargo-rprof", "nextest", "list", "--cpuprofile", "c"]).unwrap();
+        let e = nextest_run(&p).unwrap_err().to_string();
+        assert!(e.contains("`cargo nextest run` only, not `list`"), "{e}");
     }
 
     #[test]

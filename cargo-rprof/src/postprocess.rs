@@ -35,7 +35,10 @@ pub fn finish(session: &Path, requests: &[Request], cargo_code: i32) -> Result<i
 fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(), CliError> {
     let kind = request.kind.name();
     let mut symbolizer = Symbolizer::new();
-    let mut profiles = Vec::new();
+    // Each binary's profile is merged as soon as it is symbolized and then dropped: a run of
+    // thousands of processes (nextest) holds one of them at a time.
+    let mut merger = merge::Merger::new();
+    let mut merged_count = 0;
     let mut missing = Vec::new();
     let mut warnings = BTreeSet::new();
     for run in runs {
@@ -52,7 +55,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
             path: raw.clone(),
             source,
         })?;
-        explain_ending(&mut profile, &display_name(&run.original), kind);
+        explain_ending(&mut profile, &run_name(run), kind);
         let original = run.original.to_string_lossy().into_owned();
         let raw_dir = raw.parent().unwrap_or(session);
         let resolve = |filename: &str, build_id: &str| -> Option<PathBuf> {
@@ -67,7 +70,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
         let profile = match request.kind {
             ProfileKind::Cpu => symbolized.profile,
             ProfileKind::Mem => {
-                check_allocator(run, &symbolized.profile);
+                warnings.extend(check_allocator(run, &symbolized.profile));
                 edit::trim_leaf_frames(&symbolized.profile, edit::is_allocator_frame)
             }
             // std's and libc's thread machinery goes too: `top` then shows who spawned.
@@ -76,18 +79,32 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
             }
         };
         let binary = target_name(&run.original);
-        profiles.push(labels::apply(&profile, Some(&binary)));
+        let labelled = match &run.test {
+            Some(t) => {
+                let test = labels::ProcessTest {
+                    name: &t.name,
+                    attempt: (t.attempts > 1).then_some(t.attempt),
+                };
+                labels::apply_for_test(&profile, Some(&binary), test)
+            }
+            None => labels::apply(&profile, Some(&binary)),
+        };
+        merger.add(&labelled).map_err(|source| CliError::Profile {
+            path: raw.clone(),
+            source,
+        })?;
+        merged_count += 1;
     }
     for run in &missing {
         term::warning(format!(
             "{} wrote no {kind} profile (it ended within its first checkpoint's time, or it exec'd another program)",
-            display_name(&run.original)
+            run_name(run)
         ));
     }
     for w in &warnings {
         term::warning(w);
     }
-    if profiles.is_empty() {
+    if merger.is_empty() {
         let mut why = if missing.is_empty() {
             format!("no {kind} profile written: no test or bench binary ran under rprof")
         } else {
@@ -101,7 +118,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
         }
         return Err(CliError::NoProfile(why));
     }
-    let merged = merge::merge(&profiles).map_err(|source| CliError::Profile {
+    let merged = merger.finish().map_err(|source| CliError::Profile {
         path: request.output.clone(),
         source,
     })?;
@@ -109,7 +126,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
         path: request.output.clone(),
         source,
     })?;
-    print_report(&merged, request, profiles.len(), session);
+    print_report(&merged, request, merged_count, session);
     Ok(())
 }
 
@@ -165,20 +182,21 @@ fn signal_name(sig: i32) -> String {
 
 /// Warn when a binary's `#[global_allocator]` bypasses malloc and no `ProfiledAlloc` fed the
 /// profiler: its Rust allocations are missing.
-fn check_allocator(run: &RunRecord, profile: &Profile) {
+/// (Returned, so that a binary run as many processes is named once.)
+fn check_allocator(run: &RunRecord, profile: &Profile) -> Option<String> {
     let wrapped = profile
         .comment
         .iter()
         .any(|&c| profile.str(c) == rprof_core::PROFILED_ALLOC_COMMENT);
     if wrapped {
-        return;
+        return None;
     }
-    if let Ok(false) = uses_default_allocator(&run.kept) {
-        term::warning(format!(
+    matches!(uses_default_allocator(&run.kept), Ok(false)).then(|| {
+        format!(
             "{} has a #[global_allocator] that bypasses malloc: no allocation of its Rust code was seen; wrap it in rprof_harness::ProfiledAlloc (see the README)",
             display_name(&run.original)
-        ));
-    }
+        )
+    })
 }
 
 /// Whether `binary` allocates through Rust's default allocator (malloc): it then contains
@@ -203,6 +221,17 @@ fn target_name(binary: &Path) -> String {
             target.to_owned()
         }
         _ => name,
+    }
+}
+
+/// The binary a run ran, and the test when the process ran one (nextest): `name test
+/// tests::slow (attempt 2)`.
+fn run_name(run: &RunRecord) -> String {
+    let binary = display_name(&run.original);
+    match &run.test {
+        Some(t) if t.attempts > 1 => format!("{binary} test {} (attempt {})", t.name, t.attempt),
+        Some(t) => format!("{binary} test {}", t.name),
+        None => binary,
     }
 }
 

@@ -27,7 +27,7 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
     let kinds: Vec<ProfileKind> = run.requests.iter().map(|r| r.kind).collect();
     // One program per session: its record carries our pid, which names its raw files.
     let id = std::process::id();
-    runner::record_run(&program, &setup.session, id).map_err(|e| {
+    runner::record_run(&program, &setup.session, id, None).map_err(|e| {
         CliError::io(
             format!(
                 "cannot keep a copy of {} for symbolization",

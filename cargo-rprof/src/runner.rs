@@ -34,11 +34,13 @@ pub fn run(args: &[OsString]) -> i32 {
         None => Command::new(binary),
     };
     cmd.args(rest);
+    // nextest lists a binary's tests by running it with `--list` first: not a test run.
+    let listing = std::env::var_os("NEXTEST_TEST_PHASE").is_some_and(|p| p == "list");
     match std::env::var_os(session::USER_WRAPPER_ENV) {
         Some(w) if !w.is_empty() => cmd.env("RUSTC_WRAPPER", w),
         _ => cmd.env_remove("RUSTC_WRAPPER"),
     };
-    if let Some(dir) = std::env::var_os(session::SESSION_ENV) {
+    if let Some(dir) = std::env::var_os(session::SESSION_ENV).filter(|_| !listing) {
         let kinds: Vec<ProfileKind> = ProfileKind::ALL
             .into_iter()
             .filter(|k| std::env::var_os(k.enabled_env()).is_some())
@@ -75,24 +77,31 @@ fn prepare(
     preload: &OsStr,
     kinds: &[ProfileKind],
 ) -> std::io::Result<()> {
-    record_run(binary, dir, std::process::id())?;
+    record_run(
+        binary,
+        dir,
+        std::process::id(),
+        session::TestIdentity::from_nextest_env(),
+    )?;
     inject(cmd, dir, std::process::id(), preload, kinds);
     Ok(())
 }
 
-/// Keep a copy of `binary` in the session `dir` and record it as run by `pid`.
-pub fn record_run(binary: &Path, dir: &Path, pid: u32) -> std::io::Result<()> {
-    let name = binary
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "binary".into());
-    let kept = dir.join("bin").join(format!("{name}.{pid}"));
-    std::fs::copy(binary, &kept)?;
+/// Keep a copy of `binary` in the session `dir` and record it as run by `pid` (for `test`,
+/// when a process-per-test runner named it).
+pub fn record_run(
+    binary: &Path,
+    dir: &Path,
+    pid: u32,
+    test: Option<session::TestIdentity>,
+) -> std::io::Result<()> {
+    let kept = keep_binary(binary, dir)?;
     let original = std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
     let record = session::RunRecord {
         pid,
         original,
         kept,
+        test,
     };
     let mut manifest = std::fs::OpenOptions::new()
         .append(true)
@@ -101,6 +110,40 @@ pub fn record_run(binary: &Path, dir: &Path, pid: u32) -> std::io::Result<()> {
     // One write of one short line: appends from concurrent runners do not interleave.
     manifest.write_all(record.to_line().as_bytes())?;
     Ok(())
+}
+
+/// Copy `binary` into the session `dir` once per distinct file: runs of the same binary (a
+/// process per test under nextest: thousands) share one copy, so it is stored and symbolized
+/// once. The copy is named by the file's identity (device, inode, size, modification time),
+/// which changes when cargo rebuilds it, and made under a temporary name then renamed, so
+/// concurrent runners never see half a copy.
+fn keep_binary(binary: &Path, dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "binary".into());
+    let meta = std::fs::metadata(binary)?;
+    let identity = format!(
+        "{:x}-{:x}-{:x}-{:x}.{:x}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
+    let kept = dir.join("bin").join(format!("{name}.{identity}"));
+    if kept.exists() {
+        return Ok(kept);
+    }
+    let partial = dir
+        .join("bin")
+        .join(format!(".{name}.{identity}.{}", std::process::id()));
+    std::fs::copy(binary, &partial)?;
+    std::fs::rename(&partial, &kept).inspect_err(|_| {
+        let _ = std::fs::remove_file(&partial);
+    })?;
+    Ok(kept)
 }
 
 /// Set `cmd` to run under `preload` (before the user's own `LD_PRELOAD`), writing the raw

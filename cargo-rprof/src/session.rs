@@ -181,19 +181,59 @@ pub struct RunRecord {
     pub pid: u32,
     /// The binary cargo built (the path its mappings name).
     pub original: PathBuf,
-    /// Our copy of it.
+    /// Our copy of it (one per distinct binary: every run of the same file shares it).
     pub kept: PathBuf,
+    /// The one test this process ran, when a runner that starts a process per test (nextest)
+    /// named it.
+    pub test: Option<TestIdentity>,
+}
+
+/// A test as a process-per-test runner (nextest) names it to the process it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestIdentity {
+    /// The test's name in its binary (`tests::burn`).
+    pub name: String,
+    /// Which attempt this is (1 = the first run; more with retries).
+    pub attempt: u32,
+    /// How many attempts the test may have (1 without retries).
+    pub attempts: u32,
+}
+
+impl TestIdentity {
+    /// What nextest tells a test process in `NEXTEST_TEST_NAME`, `NEXTEST_ATTEMPT` and
+    /// `NEXTEST_TOTAL_ATTEMPTS`; `None` outside nextest's run phase.
+    pub fn from_nextest_env() -> Option<TestIdentity> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if var("NEXTEST_TEST_PHASE").as_deref() != Some("run") {
+            return None;
+        }
+        let name = var("NEXTEST_TEST_NAME")?;
+        if name.contains(['\t', '\n']) {
+            return None;
+        }
+        let number = |k: &str| var(k).and_then(|v| v.parse().ok()).unwrap_or(1);
+        Some(TestIdentity {
+            name,
+            attempt: number("NEXTEST_ATTEMPT"),
+            attempts: number("NEXTEST_TOTAL_ATTEMPTS"),
+        })
+    }
 }
 
 impl RunRecord {
     /// The manifest line for this record.
     pub fn to_line(&self) -> String {
-        format!(
-            "{}\t{}\t{}\n",
+        let mut line = format!(
+            "{}\t{}\t{}",
             self.pid,
             self.original.display(),
             self.kept.display()
-        )
+        );
+        if let Some(t) = &self.test {
+            line.push_str(&format!("\t{}\t{}\t{}", t.name, t.attempt, t.attempts));
+        }
+        line.push('\n');
+        line
     }
 
     /// Parse a manifest line.
@@ -203,6 +243,14 @@ impl RunRecord {
             pid: f.next()?.parse().ok()?,
             original: PathBuf::from(f.next()?),
             kept: PathBuf::from(f.next()?),
+            test: match (f.next(), f.next(), f.next()) {
+                (Some(name), Some(attempt), Some(attempts)) => Some(TestIdentity {
+                    name: name.to_owned(),
+                    attempt: attempt.parse().ok()?,
+                    attempts: attempts.trim_end().parse().ok()?,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -210,6 +258,10 @@ impl RunRecord {
 /// Run cargo with the profilers in place, then post-process. Returns cargo's exit code (or 1
 /// when cargo succeeded but no profile could be produced).
 pub fn run(run: &TestRun) -> Result<i32, CliError> {
+    let nextest = run.subcommand == "nextest";
+    if nextest {
+        check_nextest()?;
+    }
     let setup = Setup::new(run)?;
     let mut cmd = setup.cargo_command(&run.subcommand, run);
     let exe = &setup.exe;
@@ -225,14 +277,26 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
         }
     }
     for triple in &triples {
-        cmd.arg("--config")
-            .arg(format!("target.{triple}.runner={runner}"));
         let var = format!(
             "CARGO_TARGET_{}_RUNNER",
             triple.to_uppercase().replace(['-', '.'], "_")
         );
         if let Some(chain) = std::env::var_os(&var) {
             cmd.env(CHAIN_RUNNER_ENV, chain).env_remove(&var);
+        }
+        if nextest {
+            // nextest takes target runners from cargo's configuration files and this variable
+            // (a command line split at whitespace), not from `--config`.
+            let exe = exe.to_string_lossy();
+            if exe.contains(char::is_whitespace) {
+                return Err(CliError::Cargo(format!(
+                    "cannot run nextest with rprof from {exe}: nextest splits a runner's path at spaces; install cargo-rprof in a directory without them"
+                )));
+            }
+            cmd.env(&var, format!("{exe} {}", crate::runner::RUNNER_ARG));
+        } else {
+            cmd.arg("--config")
+                .arg(format!("target.{triple}.runner={runner}"));
         }
     }
     if !run.binary_args.is_empty() {
@@ -273,6 +337,24 @@ pub fn run(run: &TestRun) -> Result<i32, CliError> {
         return Ok(0);
     }
     postprocess::finish(&setup.session, &run.requests, code)
+}
+
+/// Fail before anything is built when `cargo nextest` is not installed.
+fn check_nextest() -> Result<(), CliError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let found = Command::new(&cargo)
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        Ok(())
+    } else {
+        Err(CliError::Cargo(
+            "cargo-nextest is not installed: install it with `cargo install cargo-nextest --locked` (or see https://nexte.st)".into(),
+        ))
+    }
 }
 
 /// What every profiled run needs before cargo starts: rprof's target directory, the preload
@@ -533,8 +615,21 @@ mod tests {
             pid: 42,
             original: "/t/debug/deps/a-123".into(),
             kept: "/t/rprof/sessions/1/bin/a-123.42".into(),
+            test: None,
         };
-        assert_eq!(RunRecord::parse(r.to_line().trim_end()), Some(r));
+        assert_eq!(RunRecord::parse(r.to_line().trim_end()), Some(r.clone()));
+        let retried = RunRecord {
+            test: Some(TestIdentity {
+                name: "tests::flaky".into(),
+                attempt: 2,
+                attempts: 3,
+            }),
+            ..r
+        };
+        assert_eq!(
+            RunRecord::parse(retried.to_line().trim_end()),
+            Some(retried)
+        );
         assert_eq!(RunRecord::parse("garbage"), None);
     }
 }

@@ -42,6 +42,8 @@ pub const THREAD: &str = "thread";
 pub const BINARY: &str = "binary";
 /// The `bench` label key.
 pub const BENCH: &str = "bench";
+/// The `attempt` label key: which run of a retried test (nextest's `--retries`), from 1.
+pub const ATTEMPT: &str = "attempt";
 /// The test of work no single test can be charged with: the main thread, a shared pool.
 pub const SHARED: &str = "(shared)";
 /// The `test` value of a doctest that defines its own `main` (nothing in the binary names it).
@@ -209,6 +211,28 @@ fn leaf_in_harness(profile: &Profile, locations: &[u64]) -> bool {
 /// and `thread`, and add `binary` when given. A profile without records is returned with only
 /// `binary` added.
 pub fn apply(profile: &Profile, binary: Option<&str>) -> Profile {
+    apply_inner(profile, binary, None)
+}
+
+/// The one test a whole process ran, as a process-per-test runner (nextest) names it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessTest<'a> {
+    /// The test's name.
+    pub name: &'a str,
+    /// Which attempt of it this process was, when the test may be retried.
+    pub attempt: Option<u32>,
+}
+
+/// [`apply`] for a process that ran one known test (nextest runs a process per test): the
+/// samples the stacks give a test are that test's, under the name the runner gave it, and
+/// carry an `attempt` label when the test may be retried. libtest's own work and threads that
+/// outlive the test stay `(shared)`, as in a run of many tests, so each test costs the same
+/// under either runner.
+pub fn apply_for_test(profile: &Profile, binary: Option<&str>, test: ProcessTest<'_>) -> Profile {
+    apply_inner(profile, binary, Some(test))
+}
+
+fn apply_inner(profile: &Profile, binary: Option<&str>, whole: Option<ProcessTest<'_>>) -> Profile {
     let mut threads: HashMap<i64, ThreadInfo> = HashMap::new();
     for s in &profile.sample {
         if let Some(serial) = num_label(profile, s, raw::RECORD) {
@@ -286,7 +310,17 @@ pub fn apply(profile: &Profile, binary: Option<&str>) -> Profile {
             } else {
                 serial.and_then(|t| inherited.get(&t).cloned().flatten())
             };
-            label.push(strings.label(TEST, test.as_deref().unwrap_or(SHARED)));
+            let test = match (test.as_deref(), whole) {
+                // The process ran one test: what the stacks give a test is that test, under
+                // the name the runner gave it.
+                (Some(t), Some(whole)) if t != HARNESS => whole.name,
+                (Some(t), _) => t,
+                (None, _) => SHARED,
+            };
+            label.push(strings.label(TEST, test));
+            if let Some(attempt) = whole.and_then(|w| w.attempt) {
+                label.push(strings.label(ATTEMPT, &attempt.to_string()));
+            }
         } else if let Some(doctest) = &doctest {
             let test = if leaf_in_harness(profile, &s.location_id) {
                 HARNESS

@@ -8,38 +8,83 @@ use crate::{Error, Result};
 /// Each binary keeps its own mapping; equal functions, locations and stacks are folded.
 /// The period is the largest of the inputs', the time span covers all of them.
 pub fn merge(profiles: &[Profile]) -> Result<Profile> {
-    let first = profiles
-        .first()
-        .ok_or_else(|| Error::Merge("no profiles to merge".into()))?;
-    let types = sample_types(first);
-    let mut b = ProfileBuilder::like(first);
-    let mut period = 0;
-    let mut start = i64::MAX;
-    let mut end = i64::MIN;
+    let mut merger = Merger::new();
     for p in profiles {
-        let these = sample_types(p);
-        if these != types {
-            return Err(Error::Merge(format!(
-                "sample types differ: [{}] vs [{}]",
-                describe(&types),
-                describe(&these)
-            )));
+        merger.add(p)?;
+    }
+    merger.finish()
+}
+
+/// A merge fed one profile at a time, as [`merge`] does it: a caller with thousands of inputs
+/// (a process per test) holds one input and the merged tables, never all inputs at once, so
+/// memory follows the distinct stacks, not the number of processes.
+#[derive(Default)]
+pub struct Merger {
+    builder: Option<ProfileBuilder>,
+    types: Vec<(String, String)>,
+    period: i64,
+    start: i64,
+    end: i64,
+}
+
+impl Merger {
+    /// An empty merge.
+    pub fn new() -> Merger {
+        Merger {
+            start: i64::MAX,
+            end: i64::MIN,
+            ..Merger::default()
         }
-        period = period.max(p.period);
+    }
+
+    /// Whether nothing was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.builder.is_none()
+    }
+
+    /// Add `p`'s samples; an error, and nothing added, when its sample types differ from the
+    /// first profile's.
+    pub fn add(&mut self, p: &Profile) -> Result<()> {
+        let these = sample_types(p);
+        let b = match &mut self.builder {
+            Some(b) => {
+                if these != self.types {
+                    return Err(Error::Merge(format!(
+                        "sample types differ: [{}] vs [{}]",
+                        describe(&self.types),
+                        describe(&these)
+                    )));
+                }
+                b
+            }
+            None => {
+                self.types = these;
+                self.builder.insert(ProfileBuilder::like(p))
+            }
+        };
+        self.period = self.period.max(p.period);
         if p.time_nanos != 0 {
-            start = start.min(p.time_nanos);
-            end = end.max(p.time_nanos + p.duration_nanos);
+            self.start = self.start.min(p.time_nanos);
+            self.end = self.end.max(p.time_nanos + p.duration_nanos);
         }
         for &c in &p.comment {
             b.comment(p.str(c));
         }
-        add_profile(&mut b, p);
+        add_profile(b, p);
+        Ok(())
     }
-    b.set_period(period);
-    if start <= end {
-        b.time(start, end - start);
+
+    /// The merged profile; an error when nothing was added.
+    pub fn finish(self) -> Result<Profile> {
+        let mut b = self
+            .builder
+            .ok_or_else(|| Error::Merge("no profiles to merge".into()))?;
+        b.set_period(self.period);
+        if self.start <= self.end {
+            b.time(self.start, self.end - self.start);
+        }
+        Ok(b.build())
     }
-    Ok(b.build())
 }
 
 /// Copy every sample of `p` into `b`, re-interning its tables.

@@ -19,6 +19,7 @@ pub mod check;
 pub mod disasm;
 pub(crate) mod fetch;
 pub mod list;
+pub mod merge;
 
 /// Print a report; a closed pipe (`| head`) ends the output quietly, as with other tools.
 fn emit(text: &str) -> Result<(), CliError> {

@@ -29,6 +29,7 @@ const PROFILES: &[(&str, &str)] = &[
     ("allocs", "A sampling of all past memory allocations (default sample type alloc_space)."),
     ("block", "Stack traces that led to blocking on synchronization primitives."),
     ("cmdline", "The command line of this program, arguments separated by NUL bytes."),
+    ("goroutine", "The same as threads, under the name Go's tools and profile scrapers (Pyroscope, Parca) ask for."),
     ("heap", "A sampling of the memory allocations of live objects (default sample type inuse_space)."),
     ("mutex", "Stack traces of holders of contended locks."),
     ("profile", "CPU profile. Its length is given by the seconds parameter (default 30)."),
@@ -119,7 +120,7 @@ impl Endpoints {
                     _ => plain(text::contention(&profile)),
                 })
             }
-            "threadcreate" | "threads" => {
+            "threadcreate" | "threads" | "goroutine" => {
                 if seconds.is_some() {
                     return Err(Response::error(
                         400,
@@ -133,7 +134,7 @@ impl Endpoints {
                         _ => plain(text::counts(&profile, "threadcreate", None)),
                     })
                 } else {
-                    threads(debug)
+                    threads(name, debug)
                 }
             }
             other => Err(Response::error(
@@ -235,15 +236,16 @@ fn threadcreate() -> Result<Profile, Response> {
     Ok(pprof::symbolize(&raw, None))
 }
 
-fn threads(debug: u32) -> Result<Response, Response> {
+/// The current stack of every thread, served as `name` (`threads`, or Go's `goroutine`).
+fn threads(name: &str, debug: u32) -> Result<Response, Response> {
     let dump = thread_stacks::dump().map_err(|e| Response::error(500, e))?;
     let raw = raw::thread_dump_profile(&dump, &maps::profile_objects());
     let profile = pprof::symbolize(&raw, None);
     Ok(match debug {
-        0 => pprof_response("threads", &profile),
+        0 => pprof_response(name, &profile),
         1 => plain(text::counts(
             &profile,
-            "threads",
+            name,
             Some(rprof_core::labels::THREAD),
         )),
         _ => {

@@ -351,6 +351,8 @@ mod tests {
         };
         let (status, body) = get(addr, "/debug/pprof/profile?seconds=1");
         let (dump_status, dump) = get(addr, "/debug/pprof/threads?debug=2");
+        // Go's name for it, which profile scrapers (Pyroscope, Parca) ask for.
+        let (goroutine_status, goroutine) = get(addr, "/debug/pprof/goroutine");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         spinner.join().unwrap();
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -379,6 +381,18 @@ mod tests {
             .expect("the spinner is listed");
         let its_stack = &dump[at..dump[at..].find("\n\n").map_or(dump.len(), |e| at + e)];
         assert!(its_stack.contains("spin_until"), "{its_stack}");
+        assert_eq!(goroutine_status, 200);
+        let threads = rprof_core::codec::decode(&goroutine).unwrap();
+        let spinner_listed = threads.sample.iter().any(|s| {
+            s.label.iter().any(|l| {
+                threads.str(l.key) == rprof_core::labels::THREAD
+                    && threads.str(l.str) == "spinner-one"
+            })
+        });
+        assert!(
+            spinner_listed,
+            "the goroutine profile lists the spinner thread"
+        );
     }
 
     #[test]

@@ -1,0 +1,229 @@
+//! `cargo rprof nextest run`: nextest runs a process per test; each is profiled, labelled with
+//! nextest's own name for its test (and attempt), and merged into one file per kind. Shards of
+//! a `--partition`ed run merged with `cargo rprof merge` add up to one whole run.
+
+use std::collections::HashMap;
+
+use rprof::{function_cum, nextest_tool, read_profile, run, Fixture};
+use rprof_core::Profile;
+
+/// Sum of sample values at `index` per value of label `key` ("" when absent).
+fn label_totals(profile: &Profile, key: &str, index: usize) -> HashMap<String, i64> {
+    let mut totals = HashMap::new();
+    for s in &profile.sample {
+        let value = s
+            .label
+            .iter()
+            .find(|l| profile.str(l.key) == key)
+            .map_or("", |l| profile.str(l.str));
+        *totals.entry(value.to_owned()).or_default() += s.value[index];
+    }
+    totals
+}
+
+const TESTS: [&str; 7] = [
+    "tests::burn_03",
+    "tests::burn_06",
+    "tests::burn_09",
+    "tests::spawns_two",
+    "tests::uses_pool",
+    "tests::allocs_1001",
+    "tests::allocs_501",
+];
+
+/// Per-test CPU within ±5% of what each test measured (as under `cargo rprof test`),
+/// allocations exact at rate 1, one `test` label per test and nothing else but `(shared)` and
+/// `(harness)`; then the two halves of `--partition count:N/2`, merged, equal the whole run's
+/// allocations per test exactly.
+#[test]
+fn each_test_process_is_labelled_and_shards_merge_to_the_whole() {
+    if nextest_tool().is_none() {
+        return;
+    }
+    let fixture = Fixture::copy("test_costs");
+    let profile_flags = [
+        "--cpuprofile",
+        "cpu.prof",
+        "--cpuprofilerate",
+        "1000",
+        "--memprofile",
+        "mem.prof",
+        "--memprofilerate",
+        "1",
+    ];
+    let mut args = vec!["nextest", "run"];
+    args.extend(profile_flags);
+    args.push("--no-capture");
+    let ran = run(fixture.rprof(&args));
+    ran.expect_code(0);
+    let truth = ran.truth();
+    assert!(
+        ran.stderr.contains("from 7 binaries"),
+        "one profile per test process:\n{}",
+        ran.stderr
+    );
+    let cpu = read_profile(&fixture.path("cpu.prof"));
+    let by_test = label_totals(&cpu, "test", cpu.sample_index("cpu").unwrap());
+    for test in &TESTS[..4] {
+        let want = truth[&format!("cpu_ns.{test}")] as f64;
+        let got = by_test.get(*test).copied().unwrap_or(0) as f64;
+        eprintln!(
+            "{test}: profile {:.1} ms, measured {:.1} ms",
+            got / 1e6,
+            want / 1e6
+        );
+        assert!(
+            (got / want - 1.0).abs() <= 0.05,
+            "{test}: {got} ns in the profile, {want} ns measured (±5%)"
+        );
+    }
+    let hot = function_cum(&cpu, "cpu", "test_costs::burn") as f64;
+    let measured: u64 = TESTS[..4]
+        .iter()
+        .map(|t| truth[&format!("cpu_ns.{t}")])
+        .sum::<u64>()
+        + truth["cpu_ns.pool"];
+    assert!(
+        (hot / measured as f64 - 1.0).abs() <= 0.05,
+        "burn: {hot} ns in the profile, {measured} ns measured"
+    );
+    for label in by_test.keys() {
+        assert!(
+            TESTS.contains(&label.as_str()) || label == "(shared)" || label == "(harness)",
+            "unexpected test label {label:?}"
+        );
+    }
+
+    let mem = read_profile(&fixture.path("mem.prof"));
+    let objects = label_totals(&mem, "test", mem.sample_index("alloc_objects").unwrap());
+    let bytes = label_totals(&mem, "test", mem.sample_index("alloc_space").unwrap());
+    for (test, n, size) in [
+        ("tests::allocs_1001", 1001, 108_000),
+        ("tests::allocs_501", 501, 36_000),
+    ] {
+        assert_eq!(
+            (objects[test], bytes[test]),
+            (n, size),
+            "{test}: objects, bytes"
+        );
+    }
+
+    // Two shards, merged, against the whole run.
+    for shard in ["1", "2"] {
+        let partition = format!("count:{shard}/2");
+        let (cpu_file, mem_file) = (format!("cpu{shard}.prof"), format!("mem{shard}.prof"));
+        let ran = run(fixture.rprof(&[
+            "nextest",
+            "run",
+            "--partition",
+            &partition,
+            "--cpuprofile",
+            &cpu_file,
+            "--memprofile",
+            &mem_file,
+            "--memprofilerate",
+            "1",
+        ]));
+        ran.expect_code(0);
+    }
+    let merged = run(fixture.rprof(&[
+        "merge",
+        "-o",
+        "merged.prof",
+        "--label",
+        "shard",
+        "mem1.prof",
+        "mem2.prof",
+    ]));
+    merged.expect_code(0);
+    let merged = read_profile(&fixture.path("merged.prof"));
+    for index in ["alloc_objects", "alloc_space"] {
+        let whole = label_totals(&mem, "test", mem.sample_index(index).unwrap());
+        let halves = label_totals(&merged, "test", merged.sample_index(index).unwrap());
+        for test in TESTS {
+            assert_eq!(
+                halves.get(test),
+                whole.get(test),
+                "{test}: {index} of the merged shards vs the whole run"
+            );
+        }
+    }
+    let shards = label_totals(&merged, "shard", 0);
+    assert_eq!(
+        shards.keys().filter(|k| !k.is_empty()).count(),
+        2,
+        "one shard label per input: {shards:?}"
+    );
+    // Kinds that do not mix are refused, naming the file.
+    let refused = run(fixture.rprof(&["merge", "-o", "bad.prof", "mem1.prof", "cpu1.prof"]));
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains("cpu1.prof") && refused.stderr.contains("sample types differ"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!fixture.path("bad.prof").exists());
+}
+
+/// `--retries`: each attempt of a flaky test keeps its own `attempt` label; a test nextest times
+/// out keeps its profile up to the kill, with a warning naming it; the exit code is nextest's.
+#[test]
+fn retried_and_timed_out_tests_keep_their_profiles() {
+    if nextest_tool().is_none() {
+        return;
+    }
+    let fixture = Fixture::copy("nextest_cases");
+    let ran = run(fixture.rprof(&[
+        "nextest",
+        "run",
+        "--retries",
+        "1",
+        "--cpuprofile",
+        "cpu.prof",
+    ]));
+    // nextest's status for failed tests (the one that timed out).
+    ran.expect_code(100);
+    let cpu = read_profile(&fixture.path("cpu.prof"));
+    let index = cpu.sample_index("cpu").unwrap();
+    // flaky: two attempts, each 0.2 s of flaky_work.
+    let mut per_attempt: HashMap<String, i64> = HashMap::new();
+    for s in &cpu.sample {
+        let label = |key: &str| {
+            s.label
+                .iter()
+                .find(|l| cpu.str(l.key) == key)
+                .map(|l| cpu.str(l.str).to_owned())
+        };
+        let in_flaky_work = rprof::stack_functions(&cpu, s)
+            .iter()
+            .any(|f| f.ends_with("nextest_cases::flaky_work"));
+        if label("test").as_deref() == Some("tests::flaky") && in_flaky_work {
+            *per_attempt
+                .entry(label("attempt").unwrap_or_default())
+                .or_default() += s.value[index];
+        }
+    }
+    for attempt in ["1", "2"] {
+        let ns = per_attempt.get(attempt).copied().unwrap_or(0) as f64;
+        assert!(
+            (ns / 2e8 - 1.0).abs() <= 0.15,
+            "attempt {attempt} of tests::flaky: {ns} ns of flaky_work, want 0.2 s: {per_attempt:?}"
+        );
+    }
+    // hangs: terminated after 2 s of wall time, twice (it is retried too).
+    let hung = function_cum(&cpu, "cpu", "nextest_cases::hang_work") as f64 / 1e9;
+    assert!(
+        hung >= 1.0,
+        "{hung:.2} s of hang_work: the killed attempts' profiles are missing\n{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("test tests::hangs (attempt 1) was ended by SIGTERM")
+            && ran
+                .stderr
+                .contains("test tests::hangs (attempt 2) was ended by SIGTERM"),
+        "{}",
+        ran.stderr
+    );
+}
