@@ -98,6 +98,20 @@ fn get(addr: SocketAddr, target: &str) -> (u16, Vec<u8>) {
     )
 }
 
+/// GET: (status, head, body).
+fn get_with_head(addr: SocketAddr, target: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");
+    let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    (status, head, out[head_end + 4..].to_vec())
+}
+
 /// GET that must answer 200.
 fn ok(addr: SocketAddr, target: &str) -> Vec<u8> {
     let (status, body) = get(addr, target);
@@ -149,6 +163,7 @@ fn every_endpoint_of_a_live_service() {
         "profile",
         "threadcreate",
         "threads",
+        "goroutine",
     ] {
         assert!(
             index.contains(&format!("href=\"{name}\"")),
@@ -279,6 +294,42 @@ fn every_endpoint_of_a_live_service() {
         .join("pprof.service.alloc_objects.alloc_space.inuse_objects.inuse_space.001.pb.gz")
         .is_file());
     let _ = std::fs::remove_dir_all(&kept);
+
+    // The paths and parameters the README's Pyroscope (Alloy `pyroscope.scrape`) and Parca
+    // scrape configs name, fetched as those scrapers fetch them: gzip-compressed pprof, served
+    // as application/octet-stream, CPU as a delta over `seconds`.
+    let load = std::thread::spawn(move || drive(app, 40, 1));
+    for target in [
+        "/debug/pprof/profile?seconds=2",
+        "/debug/pprof/allocs",
+        "/debug/pprof/block",
+        "/debug/pprof/mutex",
+        "/debug/pprof/goroutine",
+    ] {
+        let (status, head, body) = get_with_head(pp, target);
+        assert_eq!(status, 200, "{target}: {}", String::from_utf8_lossy(&body));
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/octet-stream"),
+            "{target}: {head}"
+        );
+        assert_eq!(&body[..2], &[0x1f, 0x8b], "{target}: gzip");
+        let p = codec::decode(&body).unwrap_or_else(|e| panic!("{target}: {e}"));
+        assert!(!p.sample.is_empty(), "{target}: no samples");
+        if target.ends_with("goroutine") {
+            let named = p
+                .sample
+                .iter()
+                .flat_map(|s| &s.label)
+                .filter(|l| p.str(l.key) == "thread" && p.str(l.str).starts_with("worker-"))
+                .count();
+            assert_eq!(named, 8, "goroutine lists the 8 workers");
+        }
+        if target.contains("profile?seconds=2") {
+            assert_eq!(p.duration_nanos / 1_000_000_000, 2);
+        }
+    }
+    load.join().unwrap();
 
     // go tool pprof reads the URLs.
     if let Some(go) = go_tool() {
