@@ -211,6 +211,20 @@ pub fn function_cum(p: &Profile, sample_type: &str, function: &str) -> i64 {
     cum_of(&function_values(p, sample_type), function)
 }
 
+/// Sum of sample values at `index` per value of label `key` ("" for samples without it).
+pub fn label_totals(profile: &Profile, key: &str, index: usize) -> HashMap<String, i64> {
+    let mut totals = HashMap::new();
+    for s in &profile.sample {
+        let value = s
+            .label
+            .iter()
+            .find(|l| profile.str(l.key) == key)
+            .map_or("", |l| profile.str(l.str));
+        *totals.entry(value.to_owned()).or_default() += s.value[index];
+    }
+    totals
+}
+
 /// `go` for compatibility tests. `None` (the test then skips, saying so) only outside CI:
 /// with `CI` set, a missing Go toolchain fails the test.
 pub fn go_tool() -> Option<PathBuf> {

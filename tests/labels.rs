@@ -4,25 +4,11 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use rprof::{go_tool, read_profile, run, Fixture, Profile};
+use rprof::{go_tool, label_totals, read_profile, run, Fixture};
 
 /// The fixture runs of this file, one at a time: CPU-timer samples are lost when threads fight
 /// for the CPU (see the README's limits), and these tests measure accuracy.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// The string values of label `key` on `profile`'s samples, with the sum of sample type `index`.
-fn label_totals(profile: &Profile, key: &str, index: usize) -> HashMap<String, i64> {
-    let mut totals = HashMap::new();
-    for s in &profile.sample {
-        let value = s
-            .label
-            .iter()
-            .find(|l| profile.str(l.key) == key)
-            .map_or("", |l| profile.str(l.str));
-        *totals.entry(value.to_owned()).or_default() += s.value[index];
-    }
-    totals
-}
 
 /// `go tool pprof -tagfocus test=^NAME$ -top` on `file`: the value its header says the shown
 /// nodes account for, in the unit it prints (`297ms`, `1001`).

@@ -106,7 +106,10 @@ fn get_with_head(addr: SocketAddr, target: &str) -> (u16, String, Vec<u8>) {
         .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
-    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");
+    let head_end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
     let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
     let status = head[9..12].parse().unwrap();
     (status, head, out[head_end + 4..].to_vec())

@@ -4,22 +4,7 @@
 
 use std::collections::HashMap;
 
-use rprof::{function_cum, nextest_tool, read_profile, run, Fixture};
-use rprof_core::Profile;
-
-/// Sum of sample values at `index` per value of label `key` ("" when absent).
-fn label_totals(profile: &Profile, key: &str, index: usize) -> HashMap<String, i64> {
-    let mut totals = HashMap::new();
-    for s in &profile.sample {
-        let value = s
-            .label
-            .iter()
-            .find(|l| profile.str(l.key) == key)
-            .map_or("", |l| profile.str(l.str));
-        *totals.entry(value.to_owned()).or_default() += s.value[index];
-    }
-    totals
-}
+use rprof::{function_cum, label_totals, nextest_tool, read_profile, run, Fixture};
 
 const TESTS: [&str; 7] = [
     "tests::burn_03",
