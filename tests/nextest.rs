@@ -43,7 +43,7 @@ fn each_test_process_is_labelled_and_shards_merge_to_the_whole() {
     ran.expect_code(0);
     let truth = ran.truth();
     assert!(
-        ran.stderr.contains("from 7 binaries"),
+        ran.stderr.contains("from 7 processes of 1 binary)"),
         "one profile per test process:\n{}",
         ran.stderr
     );

@@ -39,6 +39,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
     // thousands of processes (nextest) holds one of them at a time.
     let mut merger = merge::Merger::new();
     let mut merged_count = 0;
+    let mut kept_binaries = BTreeSet::new();
     let mut missing = Vec::new();
     let mut warnings = BTreeSet::new();
     for run in runs {
@@ -94,6 +95,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
             source,
         })?;
         merged_count += 1;
+        kept_binaries.insert(run.kept.clone());
     }
     for run in &missing {
         term::warning(format!(
@@ -126,7 +128,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
         path: request.output.clone(),
         source,
     })?;
-    print_report(&merged, request, merged_count, session);
+    print_report(&merged, request, merged_count, kept_binaries.len(), session);
     Ok(())
 }
 
@@ -282,7 +284,15 @@ fn print_tests(profile: &Profile, kind: ProfileKind) {
 /// How many tests the run summary lists.
 const TESTS_SHOWN: usize = 5;
 
-fn print_report(profile: &Profile, request: &Request, binaries: usize, session: &Path) {
+/// The run summary: `processes` profiles of `binaries` distinct binaries were merged (many
+/// processes per binary under nextest).
+fn print_report(
+    profile: &Profile,
+    request: &Request,
+    processes: usize,
+    binaries: usize,
+    session: &Path,
+) {
     let index = profile.default_sample_index();
     let vt = profile.sample_type[index];
     let unit = profile.str(vt.unit).to_owned();
@@ -301,10 +311,15 @@ fn print_report(profile: &Profile, request: &Request, binaries: usize, session: 
     if let Some(n) = samples {
         summary.push_str(&format!(" in {n} samples"));
     }
-    summary.push_str(&format!(
-        " from {binaries} binar{})",
+    let of_binaries = format!(
+        "{binaries} binar{}",
         if binaries == 1 { "y" } else { "ies" }
-    ));
+    );
+    if processes == binaries {
+        summary.push_str(&format!(" from {of_binaries})"));
+    } else {
+        summary.push_str(&format!(" from {processes} processes of {of_binaries})"));
+    }
     term::status("Profiled", summary);
     for c in &profile.comment {
         let text = profile.str(*c);

@@ -82,6 +82,12 @@ impl ProfileBuilder {
         b
     }
 
+    /// Drop the comments [`ProfileBuilder::like`] carried over (a merge adds them itself).
+    pub fn without_comments(mut self) -> ProfileBuilder {
+        self.profile.comment.clear();
+        self
+    }
+
     fn value_type(&mut self, t: &str, u: &str) -> ValueType {
         ValueType {
             r#type: self.string(t),

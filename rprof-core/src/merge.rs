@@ -25,6 +25,16 @@ pub struct Merger {
     period: i64,
     start: i64,
     end: i64,
+    /// Comments that count something (`rprof: 3 samples lost ...`), summed across inputs:
+    /// (the text after the count, the sum), in order of first appearance.
+    counted: Vec<(String, u64)>,
+}
+
+/// A comment of the form `rprof: <count> <what>`: (count, what).
+fn counted_comment(text: &str) -> Option<(u64, &str)> {
+    let rest = text.strip_prefix("rprof: ")?;
+    let (count, what) = rest.split_once(' ')?;
+    Some((count.parse().ok()?, what))
 }
 
 impl Merger {
@@ -59,7 +69,8 @@ impl Merger {
             }
             None => {
                 self.types = these;
-                self.builder.insert(ProfileBuilder::like(p))
+                self.builder
+                    .insert(ProfileBuilder::like(p).without_comments())
             }
         };
         self.period = self.period.max(p.period);
@@ -68,7 +79,14 @@ impl Merger {
             self.end = self.end.max(p.time_nanos + p.duration_nanos);
         }
         for &c in &p.comment {
-            b.comment(p.str(c));
+            let text = p.str(c);
+            match counted_comment(text) {
+                Some((n, what)) => match self.counted.iter_mut().find(|(w, _)| w == what) {
+                    Some((_, sum)) => *sum += n,
+                    None => self.counted.push((what.to_owned(), n)),
+                },
+                None => b.comment(text),
+            }
         }
         add_profile(b, p);
         Ok(())
@@ -79,6 +97,9 @@ impl Merger {
         let mut b = self
             .builder
             .ok_or_else(|| Error::Merge("no profiles to merge".into()))?;
+        for (what, n) in &self.counted {
+            b.comment(&format!("rprof: {n} {what}"));
+        }
         b.set_period(self.period);
         if self.start <= self.end {
             b.time(self.start, self.end - self.start);
@@ -199,5 +220,25 @@ mod tests {
             merge(&[one("a", 1, 1), b.build()]),
             Err(Error::Merge(_))
         ));
+    }
+
+    #[test]
+    fn counted_comments_are_summed_and_others_kept_once() {
+        let mut a = one("f", 1, 10);
+        let mut b = one("f", 2, 20);
+        for (p, n) in [(&mut a, 3), (&mut b, 4)] {
+            let lost = p.intern(&format!("rprof: {n} samples lost (sample buffer full)"));
+            let note = p.intern("rprof: ended by SIGTERM");
+            p.comment.extend([lost, note]);
+        }
+        let m = merge(&[a, b]).unwrap();
+        let comments: Vec<&str> = m.comment.iter().map(|&c| m.str(c)).collect();
+        assert_eq!(
+            comments,
+            [
+                "rprof: ended by SIGTERM",
+                "rprof: 7 samples lost (sample buffer full)"
+            ]
+        );
     }
 }
