@@ -15,6 +15,9 @@ pub struct ProfileBuilder {
     functions: HashMap<(i64, i64, i64, i64), u64>,
     locations: HashMap<LocationKey, u64>,
     samples: HashMap<Vec<u64>, usize>,
+    /// Mappings by what identifies the file's image whatever its load address: (filename,
+    /// build id, file offset, size) as interned strings and numbers → mapping id.
+    images: HashMap<(i64, i64, u64, u64), u64>,
 }
 
 /// What describes a mapping before it is interned: see [`Mapping`].
@@ -43,6 +46,7 @@ impl ProfileBuilder {
             functions: HashMap::new(),
             locations: HashMap::new(),
             samples: HashMap::new(),
+            images: HashMap::new(),
         };
         b.string("");
         b.profile.sample_type = sample_types
@@ -133,6 +137,26 @@ impl ProfileBuilder {
             has_inline_frames: m.symbolized,
         });
         id
+    }
+
+    /// Add a mapping, or find one of the same image (file, build id, offset and size) loaded at
+    /// another address — the same binary in another process, moved by ASLR — returning its id
+    /// and what to add to the addresses of `m` to make them addresses in it. Merging the
+    /// processes of one binary then folds their locations instead of keeping one copy per
+    /// process.
+    pub fn mapping_relocated(&mut self, m: &MappingInfo) -> (u64, u64) {
+        let filename = self.string(&m.filename);
+        let build_id = self.string(&m.build_id);
+        let size = m.memory_limit.wrapping_sub(m.memory_start);
+        let key = (filename, build_id, m.file_offset, size);
+        if let Some(&id) = self.images.get(&key) {
+            let start = self.profile.mapping[id as usize - 1].memory_start;
+            return (id, start.wrapping_sub(m.memory_start));
+        }
+        let id = self.mapping(m);
+        self.images.insert(key, id);
+        let start = self.profile.mapping[id as usize - 1].memory_start;
+        (id, start.wrapping_sub(m.memory_start))
     }
 
     /// Intern a function, returning its id.

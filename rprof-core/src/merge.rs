@@ -5,7 +5,9 @@ use crate::proto::Profile;
 use crate::{Error, Result};
 
 /// Merge `profiles` into one. They must have the same sample types (names and units, in order).
-/// Each binary keeps its own mapping; equal functions, locations and stacks are folded.
+/// Each binary keeps its own mapping, one per image however many processes loaded it at
+/// however many addresses (addresses are moved into the first one's); equal functions,
+/// locations and stacks are folded.
 /// The period is the largest of the inputs', the time span covers all of them.
 pub fn merge(profiles: &[Profile]) -> Result<Profile> {
     let mut merger = Merger::new();
@@ -110,9 +112,10 @@ impl Merger {
 
 /// Copy every sample of `p` into `b`, re-interning its tables.
 pub(crate) fn add_profile(b: &mut ProfileBuilder, p: &Profile) {
+    // Source mapping id → (merged id, what to add to its addresses).
     let mut mapping_ids = std::collections::HashMap::new();
     for m in &p.mapping {
-        let id = b.mapping(&MappingInfo {
+        let relocated = b.mapping_relocated(&MappingInfo {
             memory_start: m.memory_start,
             memory_limit: m.memory_limit,
             file_offset: m.file_offset,
@@ -120,7 +123,7 @@ pub(crate) fn add_profile(b: &mut ProfileBuilder, p: &Profile) {
             build_id: p.str(m.build_id).to_owned(),
             symbolized: m.has_functions,
         });
-        mapping_ids.insert(m.id, id);
+        mapping_ids.insert(m.id, relocated);
     }
     let mut function_ids = std::collections::HashMap::new();
     for f in &p.function {
@@ -139,8 +142,13 @@ pub(crate) fn add_profile(b: &mut ProfileBuilder, p: &Profile) {
             .iter()
             .map(|ln| (function_ids[&ln.function_id], ln.line))
             .collect();
-        let mapping = mapping_ids.get(&l.mapping_id).copied().unwrap_or(0);
-        location_ids.insert(l.id, b.location(mapping, l.address, &lines));
+        let (mapping, shift) = mapping_ids.get(&l.mapping_id).copied().unwrap_or((0, 0));
+        let address = if l.address == 0 {
+            0
+        } else {
+            l.address.wrapping_add(shift)
+        };
+        location_ids.insert(l.id, b.location(mapping, address, &lines));
     }
     for s in &p.sample {
         let stack: Vec<u64> = s.location_id.iter().map(|id| location_ids[id]).collect();
@@ -240,5 +248,31 @@ mod tests {
                 "rprof: 7 samples lost (sample buffer full)"
             ]
         );
+    }
+
+    #[test]
+    fn one_binary_loaded_at_two_addresses_folds_into_one_mapping() {
+        // The same image in two processes, moved by ASLR: 0x1000 and 0x7000.
+        let at = |base: u64, value: i64| {
+            let mut b = ProfileBuilder::new(&[("samples", "count")], ("cpu", "nanoseconds"), 10);
+            let m = b.mapping(&MappingInfo {
+                memory_start: base,
+                memory_limit: base + 0x1000,
+                filename: "/bin/t".into(),
+                build_id: "abcd".into(),
+                ..Default::default()
+            });
+            let f = b.function("f", "f", "a.rs", 1);
+            let l = b.location(m, base + 0x100, &[(f, 2)]);
+            b.add_sample(&[l], &[value]);
+            b.build()
+        };
+        let merged = merge(&[at(0x1000, 3), at(0x7000, 4)]).unwrap();
+        crate::codec::validate(&merged).unwrap();
+        assert_eq!(merged.mapping.len(), 1);
+        assert_eq!(merged.location.len(), 1);
+        assert_eq!(merged.location[0].address, 0x1100);
+        assert_eq!(merged.sample.len(), 1);
+        assert_eq!(merged.sample[0].value, [7]);
     }
 }
