@@ -212,3 +212,30 @@ fn retried_and_timed_out_tests_keep_their_profiles() {
         ran.stderr
     );
 }
+
+/// Without cargo-nextest: one line saying how to install it, a non-zero exit, nothing built.
+#[test]
+fn a_missing_nextest_is_named_with_how_to_install_it() {
+    let fixture = Fixture::copy("nextest_cases");
+    // A cargo that knows no `nextest` subcommand, as cargo says when cargo-nextest is missing.
+    let fake = fixture.path("fake-cargo");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'error: no such command: `nextest`' >&2\nexit 101\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = fixture.rprof(&["nextest", "run", "--cpuprofile", "cpu.prof"]);
+    cmd.env("CARGO", &fake);
+    let ran = run(cmd);
+    ran.expect_code(1);
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", ran.stderr);
+    assert!(
+        lines[0].starts_with("error: cargo-nextest is not installed")
+            && lines[0].contains("cargo install cargo-nextest --locked"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!fixture.path("target").exists(), "nothing was built");
+}
