@@ -225,6 +225,49 @@ pub fn label_totals(profile: &Profile, key: &str, index: usize) -> HashMap<Strin
     totals
 }
 
+/// The `test_costs` fixture's CPU truths: each CPU test's `test` label in the CPU profile
+/// `cpu` holds what the test measured on its own threads (`truth`), within ±5%. Returns the
+/// CPU per `test` label.
+pub fn assert_test_costs_cpu(cpu: &Profile, truth: &HashMap<String, u64>) -> HashMap<String, i64> {
+    let by_test = label_totals(cpu, "test", cpu.sample_index("cpu").unwrap());
+    for test in [
+        "tests::burn_03",
+        "tests::burn_06",
+        "tests::burn_09",
+        "tests::spawns_two",
+    ] {
+        let want = truth[&format!("cpu_ns.{test}")] as f64;
+        let got = by_test.get(test).copied().unwrap_or(0) as f64;
+        eprintln!(
+            "{test}: profile {:.1} ms, measured {:.1} ms",
+            got / 1e6,
+            want / 1e6
+        );
+        assert!(
+            (got / want - 1.0).abs() <= 0.05,
+            "{test}: {got} ns in the profile, {want} ns measured (±5%)"
+        );
+    }
+    by_test
+}
+
+/// The `test_costs` fixture's allocation truths, exact at rate 1 in the memory profile `mem`:
+/// `allocs_1001` makes 1001 allocations of 108,000 bytes, `allocs_501` 501 of 36,000.
+pub fn assert_test_costs_allocations(mem: &Profile) {
+    let objects = label_totals(mem, "test", mem.sample_index("alloc_objects").unwrap());
+    let bytes = label_totals(mem, "test", mem.sample_index("alloc_space").unwrap());
+    for (test, n, size) in [
+        ("tests::allocs_1001", 1001, 108_000),
+        ("tests::allocs_501", 501, 36_000),
+    ] {
+        assert_eq!(
+            (objects.get(test).copied(), bytes.get(test).copied()),
+            (Some(n), Some(size)),
+            "{test}: objects, bytes"
+        );
+    }
+}
+
 /// `go` for compatibility tests. `None` (the test then skips, saying so) only outside CI:
 /// with `CI` set, a missing Go toolchain fails the test.
 pub fn go_tool() -> Option<PathBuf> {

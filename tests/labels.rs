@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use rprof::{go_tool, label_totals, read_profile, run, Fixture};
+use rprof::{
+    assert_test_costs_allocations, assert_test_costs_cpu, go_tool, label_totals, read_profile, run,
+    Fixture,
+};
 
 /// The fixture runs of this file, one at a time: CPU-timer samples are lost when threads fight
 /// for the CPU (see the README's limits), and these tests measure accuracy.
@@ -104,25 +107,7 @@ fn each_test_is_charged_what_it_cost() {
     let cpu = read_profile(&fixture.path("cpu.prof"));
     let mem = read_profile(&fixture.path("mem.prof"));
     let cpu_index = cpu.sample_index("cpu").unwrap();
-    let by_test = label_totals(&cpu, "test", cpu_index);
-    for test in [
-        "tests::burn_03",
-        "tests::burn_06",
-        "tests::burn_09",
-        "tests::spawns_two",
-    ] {
-        let want = truth[&format!("cpu_ns.{test}")] as f64;
-        let got = by_test.get(test).copied().unwrap_or(0) as f64;
-        eprintln!(
-            "{test}: profile {:.1} ms, measured {:.1} ms",
-            got / 1e6,
-            want / 1e6
-        );
-        assert!(
-            (got / want - 1.0).abs() <= 0.05,
-            "{test}: {got} ns in the profile, {want} ns measured (±5%)"
-        );
-    }
+    let by_test = assert_test_costs_cpu(&cpu, &truth);
     // The pool lives on after the test that created it: its work is nobody's in particular.
     let pool = truth["cpu_ns.pool"] as f64;
     let asked = by_test.get("tests::uses_pool").copied().unwrap_or(0) as f64;
@@ -143,18 +128,7 @@ fn each_test_is_charged_what_it_cost() {
     );
     assert!(!by_test.contains_key(""), "a cpu sample has no test label");
 
-    let objects = label_totals(&mem, "test", mem.sample_index("alloc_objects").unwrap());
-    let bytes = label_totals(&mem, "test", mem.sample_index("alloc_space").unwrap());
-    for (test, n, size) in [
-        ("tests::allocs_1001", 1001, 108_000),
-        ("tests::allocs_501", 501, 36_000),
-    ] {
-        assert_eq!(
-            (objects[test], bytes[test]),
-            (n, size),
-            "{test}: objects, bytes"
-        );
-    }
+    assert_test_costs_allocations(&mem);
     let threads = label_totals(&cpu, "thread", cpu_index);
     assert!(
         threads.contains_key("tests::burn_09") && threads.contains_key("shared-pool"),
@@ -195,9 +169,9 @@ fn each_test_is_charged_what_it_cost() {
                 by_test[test]
             );
         }
-        for test in ["tests::allocs_1001", "tests::allocs_501"] {
+        for (test, objects) in [("tests::allocs_1001", 1001), ("tests::allocs_501", 501)] {
             let shown = go_tagfocus_total(&go, &fixture.path("mem.prof"), "alloc_objects", test);
-            assert_eq!(shown, objects[test].to_string(), "{test}");
+            assert_eq!(shown, objects.to_string(), "{test}");
         }
     }
 }

@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use rprof::{function_cum, label_totals, nextest_tool, read_profile, run, Fixture};
+use rprof::{
+    assert_test_costs_allocations, assert_test_costs_cpu, function_cum, label_totals, nextest_tool,
+    read_profile, run, Fixture,
+};
 
 const TESTS: [&str; 7] = [
     "tests::burn_03",
@@ -48,20 +51,7 @@ fn each_test_process_is_labelled_and_shards_merge_to_the_whole() {
         ran.stderr
     );
     let cpu = read_profile(&fixture.path("cpu.prof"));
-    let by_test = label_totals(&cpu, "test", cpu.sample_index("cpu").unwrap());
-    for test in &TESTS[..4] {
-        let want = truth[&format!("cpu_ns.{test}")] as f64;
-        let got = by_test.get(*test).copied().unwrap_or(0) as f64;
-        eprintln!(
-            "{test}: profile {:.1} ms, measured {:.1} ms",
-            got / 1e6,
-            want / 1e6
-        );
-        assert!(
-            (got / want - 1.0).abs() <= 0.05,
-            "{test}: {got} ns in the profile, {want} ns measured (±5%)"
-        );
-    }
+    let by_test = assert_test_costs_cpu(&cpu, &truth);
     let hot = function_cum(&cpu, "cpu", "test_costs::burn") as f64;
     let measured: u64 = TESTS[..4]
         .iter()
@@ -80,18 +70,7 @@ fn each_test_process_is_labelled_and_shards_merge_to_the_whole() {
     }
 
     let mem = read_profile(&fixture.path("mem.prof"));
-    let objects = label_totals(&mem, "test", mem.sample_index("alloc_objects").unwrap());
-    let bytes = label_totals(&mem, "test", mem.sample_index("alloc_space").unwrap());
-    for (test, n, size) in [
-        ("tests::allocs_1001", 1001, 108_000),
-        ("tests::allocs_501", 501, 36_000),
-    ] {
-        assert_eq!(
-            (objects[test], bytes[test]),
-            (n, size),
-            "{test}: objects, bytes"
-        );
-    }
+    assert_test_costs_allocations(&mem);
 
     // Two shards, merged, against the whole run.
     for shard in ["1", "2"] {
