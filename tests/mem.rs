@@ -50,7 +50,9 @@ fn rate_1_is_exact_to_the_byte() {
             "alloc_objects/count",
             "alloc_space/bytes",
             "inuse_objects/count",
-            "inuse_space/bytes"
+            "inuse_space/bytes",
+            "peak_objects/count",
+            "peak_space/bytes"
         ]
     );
     assert_eq!(p.str(p.default_sample_type), "alloc_space");
@@ -102,6 +104,58 @@ fn same_tops_as_go_pprof(file: &std::path::Path) {
 /// Tolerance: sampling is a Poisson process over bytes, so an estimate of B bytes has a
 /// relative standard deviation of about sqrt(rate / B): 1.8% for the smallest site (1.6 GiB),
 /// 0.8% for the total. ±10% and ±5% are over 5 standard deviations.
+/// The peak-heap types: at rate 1 `peak_space` holds the 64 MiB `build_up` had live at the
+/// peak, exactly, and nothing of `keep` (not yet called then), while `inuse_space` holds what
+/// `keep` kept; at the default rate the peak's estimate is within ±10%.
+#[test]
+fn the_peak_is_what_was_live_at_the_top() {
+    const MIB: i64 = 1 << 20;
+    let fixture = Fixture::copy("mem_sites");
+    let ran = run(fixture.rprof(&[
+        "test",
+        "--memprofile",
+        "mem.prof",
+        "--memprofilerate",
+        "1",
+        "--",
+        "--exact",
+        "tests::peak_then_keep",
+    ]));
+    ran.expect_code(0);
+    let p = read_profile(&fixture.path("mem.prof"));
+    assert_eq!(
+        function_cum(&p, "peak_space", "mem_sites::build_up"),
+        64 * MIB + 16 * 24
+    );
+    assert_eq!(function_cum(&p, "peak_objects", "mem_sites::build_up"), 17);
+    assert_eq!(function_cum(&p, "peak_space", "mem_sites::keep"), 0);
+    assert_eq!(function_cum(&p, "inuse_space", "mem_sites::build_up"), 0);
+    assert_eq!(
+        function_cum(&p, "inuse_space", "mem_sites::keep"),
+        16 * MIB + 4 * 24
+    );
+    // Whatever else was live at the peak (libtest's own) is small and listed with its stacks.
+    let index = p.sample_index("peak_space").unwrap();
+    let total = p.total(index);
+    assert!(
+        (64 * MIB..65 * MIB).contains(&total),
+        "peak_space total {total}"
+    );
+    assert!(
+        ran.stderr.contains("Peak heap") && ran.stderr.contains("64.0"),
+        "the run summary names the peak:
+{}",
+        ran.stderr
+    );
+
+    let (p, _) = mem_run(&fixture, "0", "peak_then_keep");
+    let estimate = function_cum(&p, "peak_space", "mem_sites::build_up") as f64;
+    assert!(
+        (estimate / (64 * MIB) as f64 - 1.0).abs() <= 0.10,
+        "peak estimate at the default rate: {estimate} bytes"
+    );
+}
+
 #[test]
 fn default_rate_is_unbiased() {
     let fixture = Fixture::copy("mem_sites");

@@ -476,7 +476,7 @@ pub struct WebArgs {
 
 const TESTS_HELP: &str = "\
 Each file is recognised by its sample types: CPU (column cpu), memory (alloc_bytes,
-alloc_objects, inuse_bytes), block or mutex (block, mutex: told apart by a `block` or `mutex` in
+alloc_objects, inuse_bytes, and peak_bytes when the file has rprof's peak_space), block or mutex (block, mutex: told apart by a `block` or `mutex` in
 the file name, else the column is called delay). Files of one kind add up. Samples without the
 label are the row (unlabelled); each value is followed by its share of the column's total.
 
@@ -513,7 +513,7 @@ pub struct TestsArgs {
     #[arg(value_name = "FILE", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// Sort by this column, largest first (default: the first): cpu, alloc_bytes,
-    /// alloc_objects, inuse_bytes, block, mutex or delay.
+    /// alloc_objects, inuse_bytes, peak_bytes, block, mutex or delay.
     #[arg(long, value_name = "COLUMN")]
     pub sort: Option<String>,
     /// Print a text table or JSON.

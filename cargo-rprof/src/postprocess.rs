@@ -40,6 +40,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
     let mut merger = merge::Merger::new();
     let mut merged_count = 0;
     let mut kept_binaries = BTreeSet::new();
+    let mut peak: Option<Peak> = None;
     let mut missing = Vec::new();
     let mut warnings = BTreeSet::new();
     for run in runs {
@@ -80,7 +81,7 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
             }
         };
         let binary = target_name(&run.original);
-        let labelled = match &run.test {
+        let mut labelled = match &run.test {
             Some(t) => {
                 let test = labels::ProcessTest {
                     name: &t.name,
@@ -90,6 +91,15 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
             }
             None => labels::apply(&profile, Some(&binary)),
         };
+        if let Some((bytes, at_ns)) = take_peak(&mut labelled) {
+            if peak.as_ref().is_none_or(|p: &Peak| bytes > p.bytes) {
+                peak = Some(Peak {
+                    bytes,
+                    at_ns,
+                    process: run_name(run),
+                });
+            }
+        }
         merger.add(&labelled).map_err(|source| CliError::Profile {
             path: raw.clone(),
             source,
@@ -129,6 +139,17 @@ fn finish_one(session: &Path, runs: &[RunRecord], request: &Request) -> Result<(
         source,
     })?;
     print_report(&merged, request, merged_count, kept_binaries.len(), session);
+    if let Some(p) = peak.filter(|p| p.bytes > 0) {
+        term::status(
+            "Peak heap",
+            format!(
+                "{} live in {} at {} UTC (sample type peak_space)",
+                report::format_value(p.bytes, "bytes"),
+                p.process,
+                time_of_day(p.at_ns)
+            ),
+        );
+    }
     Ok(())
 }
 
@@ -224,6 +245,42 @@ fn target_name(binary: &Path) -> String {
         }
         _ => name,
     }
+}
+
+/// The process whose memory profile had the largest peak-heap total.
+struct Peak {
+    /// Its `peak_space` total (unbiased).
+    bytes: i64,
+    /// When its peak was (Unix nanoseconds).
+    at_ns: i64,
+    /// Which process ([`run_name`]).
+    process: String,
+}
+
+/// A memory profile's peak: its `peak_space` total and the time the harness noted for it,
+/// whose comment is removed (the run summary says it once, for the largest).
+fn take_peak(profile: &mut Profile) -> Option<(i64, i64)> {
+    let at = profile
+        .comment
+        .iter()
+        .position(|&c| rprof_core::peak_at(profile.str(c)).is_some())?;
+    let at_ns = rprof_core::peak_at(profile.str(profile.comment[at]))?;
+    profile.comment.remove(at);
+    let index = profile.sample_index("peak_space").ok()?;
+    Some((profile.total(index), at_ns))
+}
+
+/// `HH:MM:SS.mmm` of Unix nanoseconds `ns`, in UTC.
+fn time_of_day(ns: i64) -> String {
+    let ms = ns.div_euclid(1_000_000);
+    let (s, ms) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let day = s.rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}.{ms:03}",
+        day / 3600,
+        day / 60 % 60,
+        day % 60
+    )
 }
 
 /// The binary a run ran, and the test when the process ran one (nextest): `name test

@@ -54,6 +54,20 @@ pub fn ended_by_signal_comment(sig: i32) -> String {
     format!("{ENDED_BY_SIGNAL_PREFIX}{sig}")
 }
 
+/// The comment of a raw memory profile saying when its peak-heap snapshot was taken (Unix
+/// nanoseconds); post-processing turns it into the run summary's line and removes it.
+pub fn peak_comment(at_ns: i64) -> String {
+    format!("{PEAK_AT_PREFIX}{at_ns}")
+}
+
+/// What [`peak_comment`] starts with.
+pub const PEAK_AT_PREFIX: &str = "rprof: peak at ";
+
+/// When the peak a comment made by [`peak_comment`] names happened (Unix nanoseconds).
+pub fn peak_at(comment: &str) -> Option<i64> {
+    comment.strip_prefix(PEAK_AT_PREFIX)?.parse().ok()
+}
+
 /// What [`ended_by_signal_comment`] starts with; the signal's number follows.
 pub const ENDED_BY_SIGNAL_PREFIX: &str = "rprof: ended by signal ";
 

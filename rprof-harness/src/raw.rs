@@ -182,6 +182,8 @@ pub fn mem_profile(data: &MemData, objects: &[LoadedObject], wrapper_used: bool)
             ("alloc_space", "bytes"),
             ("inuse_objects", "count"),
             ("inuse_space", "bytes"),
+            ("peak_objects", "count"),
+            ("peak_space", "bytes"),
         ],
         ("space", "bytes"),
         data.rate as i64,
@@ -203,6 +205,7 @@ pub fn mem_profile(data: &MemData, objects: &[LoadedObject], wrapper_used: bool)
         let (ao, asp) = scale_heap_sample(bucket.allocs, bucket.allocs * bucket.size, data.rate);
         let live = bucket.allocs - bucket.frees;
         let (io, isp) = scale_heap_sample(live, live * bucket.size, data.rate);
+        let (po, psp) = scale_heap_sample(bucket.peak, bucket.peak * bucket.size, data.rate);
         let label = Label {
             key: bytes_key,
             str: 0,
@@ -212,13 +215,16 @@ pub fn mem_profile(data: &MemData, objects: &[LoadedObject], wrapper_used: bool)
         let labels = std::iter::once(label)
             .chain(thread_label(&mut b, bucket.thread))
             .collect();
-        b.add_labeled_sample(ids, &[ao, asp, io, isp], labels);
+        b.add_labeled_sample(ids, &[ao, asp, io, isp, po, psp], labels);
     }
     add_thread_records(&mut b, &ranges, &crate::threads::snapshot());
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
     b.time(now, 0);
+    if data.peak.at_ns != 0 {
+        b.comment(&rprof_core::peak_comment(data.peak.at_ns));
+    }
     if data.lost > 0 {
         b.comment(&format!(
             "rprof: {} sampled allocations lost (sample tables full)",

@@ -81,9 +81,12 @@ impl ProfileKindGuess {
     pub fn columns(self) -> &'static [Column] {
         match self {
             ProfileKindGuess::Cpu => &[Column::Cpu],
-            ProfileKindGuess::Memory => {
-                &[Column::AllocBytes, Column::AllocObjects, Column::InuseBytes]
-            }
+            ProfileKindGuess::Memory => &[
+                Column::AllocBytes,
+                Column::AllocObjects,
+                Column::InuseBytes,
+                Column::PeakBytes,
+            ],
             ProfileKindGuess::Block => &[Column::Block],
             ProfileKindGuess::Mutex => &[Column::Mutex],
             ProfileKindGuess::Delay => &[Column::Delay],
@@ -102,6 +105,8 @@ pub enum Column {
     AllocObjects,
     /// Bytes still live when the profile was written (`inuse_space`).
     InuseBytes,
+    /// Bytes live at the process's peak heap (`peak_space`; rprof's memory profiles only).
+    PeakBytes,
     /// Time spent blocked (a block profile's `delay`).
     Block,
     /// Time waiters spent on contended locks (a mutex profile's `delay`).
@@ -112,11 +117,12 @@ pub enum Column {
 
 impl Column {
     /// Every column, in the order tables show them.
-    pub const ALL: [Column; 7] = [
+    pub const ALL: [Column; 8] = [
         Column::Cpu,
         Column::AllocBytes,
         Column::AllocObjects,
         Column::InuseBytes,
+        Column::PeakBytes,
         Column::Block,
         Column::Mutex,
         Column::Delay,
@@ -129,6 +135,7 @@ impl Column {
             Column::AllocBytes => "alloc_bytes",
             Column::AllocObjects => "alloc_objects",
             Column::InuseBytes => "inuse_bytes",
+            Column::PeakBytes => "peak_bytes",
             Column::Block => "block",
             Column::Mutex => "mutex",
             Column::Delay => "delay",
@@ -160,6 +167,7 @@ impl Column {
             Column::AllocBytes => "alloc_space",
             Column::AllocObjects => "alloc_objects",
             Column::InuseBytes => "inuse_space",
+            Column::PeakBytes => "peak_space",
             Column::Block | Column::Mutex | Column::Delay => "delay",
         }
     }
@@ -167,7 +175,7 @@ impl Column {
     /// The unit of its values.
     pub fn unit(self) -> &'static str {
         match self {
-            Column::AllocBytes | Column::InuseBytes => "bytes",
+            Column::AllocBytes | Column::InuseBytes | Column::PeakBytes => "bytes",
             Column::AllocObjects => "count",
             _ => "nanoseconds",
         }
@@ -275,6 +283,15 @@ fn several_binaries(profile: &Profile) -> bool {
     false
 }
 
+/// The columns of `kind` whose sample type `profile` has (a memory profile written by Go has no
+/// `peak_space`).
+fn present_columns(kind: ProfileKindGuess, profile: &Profile) -> impl Iterator<Item = Column> + '_ {
+    kind.columns()
+        .iter()
+        .copied()
+        .filter(|c| profile.sample_index(c.sample_type()).is_ok())
+}
+
 /// The per-label table of `profiles` (each with its kind): one row per value of label `key`,
 /// one column per measure their kinds bring. A profile with samples of which none has the
 /// label is an [`Error::NoLabel`] naming its position; asking to sort by a column the profiles
@@ -292,7 +309,7 @@ pub fn per_label_rows(
     }
     let mut columns: Vec<Column> = profiles
         .iter()
-        .flat_map(|(kind, _)| kind.columns().iter().copied())
+        .flat_map(|(kind, p)| present_columns(*kind, p))
         .collect();
     columns.sort();
     columns.dedup();
@@ -322,7 +339,7 @@ pub fn per_label_rows(
             filtered = filter::apply(profile, &opts.filters)?.0;
             &filtered
         };
-        for &column in kind.columns() {
+        for column in present_columns(kind, profile) {
             let at = columns
                 .iter()
                 .position(|&c| c == column)

@@ -12,6 +12,7 @@
 //! thread is inside harness code (which is how the harness's own allocations stay out).
 
 pub(crate) mod live;
+pub mod peak;
 pub(crate) mod tables;
 
 use std::collections::HashMap;
@@ -70,7 +71,7 @@ pub fn start(rate: u64) -> Result<(), MemError> {
         } else {
             live::FILTER_SLOTS_SPARSE
         };
-        if !live::init(slots) {
+        if !live::init(slots) || !peak::init(BUCKETS) {
             return Err(MemError::NoMemory);
         }
         // The preload registers these (with its own child handler); in-process, we do: a child
@@ -152,16 +153,21 @@ fn record(addr: u64, size: u64) {
         .take_while(|&&f| crate::maps::is_harness_code(f))
         .count();
     let stack = &frames[skip..depth];
-    let Some(bucket) = t
+    let Some((bucket, created)) = t
         .stacks
         .intern(stack)
-        .and_then(|s| t.buckets.intern(s, size, crate::threads::current()))
+        .and_then(|s| t.buckets.intern_new(s, size, crate::threads::current()))
     else {
         LOST.fetch_add(1, Ordering::Relaxed);
         return;
     };
+    if created {
+        peak::bucket_created(bucket);
+    }
     t.buckets.get(bucket).first.fetch_add(1, Ordering::Relaxed);
-    if !live::insert(addr, bucket) {
+    if live::insert(addr, bucket) {
+        peak::allocated(size);
+    } else {
         LOST.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -174,7 +180,9 @@ pub fn on_free(ptr: *mut u8) {
     }
     if let Some(bucket) = live::remove(ptr as u64) {
         if let Some(t) = TABLES.get() {
-            t.buckets.get(bucket).second.fetch_add(1, Ordering::Relaxed);
+            let b = t.buckets.get(bucket);
+            peak::freeing(b.key().1, &t.buckets);
+            b.second.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -202,6 +210,8 @@ pub struct MemBucket {
     pub allocs: u64,
     /// Sampled frees.
     pub frees: u64,
+    /// Sampled allocations live at the peak (see [`peak`]).
+    pub peak: u64,
 }
 
 /// What the memory profiler has recorded so far.
@@ -216,6 +226,8 @@ pub struct MemData {
     pub buckets: Vec<MemBucket>,
     /// Samples that could not be recorded (tables full).
     pub lost: u64,
+    /// The peak of the sampled live bytes.
+    pub peak: peak::Peak,
 }
 
 /// The recorded buckets now. Allocates: call outside `malloc`.
@@ -232,6 +244,7 @@ pub fn snapshot() -> MemData {
         let Some(t) = TABLES.get() else {
             return data;
         };
+        data.peak = peak::peak();
         // A race can intern one stack twice: map stack ids to one index per distinct stack
         // (few), then fold buckets by (index, size, thread) without touching frames again.
         let mut index_of_id: HashMap<u32, usize> = HashMap::new();
@@ -255,11 +268,17 @@ pub fn snapshot() -> MemData {
                     thread,
                     allocs: 0,
                     frees: 0,
+                    peak: 0,
                 });
                 data.buckets.len() - 1
             });
             data.buckets[i].allocs += allocs;
             data.buckets[i].frees += frees;
+            data.buckets[i].peak += if data.peak.is_now {
+                allocs - frees
+            } else {
+                b.third.load(Ordering::Relaxed).min(allocs)
+            };
         }
         data
     })

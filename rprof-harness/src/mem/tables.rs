@@ -38,6 +38,9 @@ pub(crate) struct Bucket {
     pub first: AtomicU64,
     /// Second counter (frees; delay in nanoseconds).
     pub second: AtomicU64,
+    /// Third counter (the memory profiler's live count at the peak snapshot; unused by the
+    /// event profilers).
+    pub third: AtomicU64,
 }
 
 /// A table of `T` in mapped memory, indexed by hash with bounded linear probing.
@@ -127,6 +130,11 @@ impl Table<StackEntry> {
 impl Table<Bucket> {
     /// The bucket of (`stack`, `size`, `thread`), adding it if new.
     pub(crate) fn intern(&self, stack: u32, size: u64, thread: u32) -> Option<u32> {
+        self.intern_new(stack, size, thread).map(|(id, _)| id)
+    }
+
+    /// [`Table::intern`], saying whether the bucket was created by this call.
+    pub(crate) fn intern_new(&self, stack: u32, size: u64, thread: u32) -> Option<(u32, bool)> {
         let hash = (u64::from(stack) << 40 ^ size ^ u64::from(thread) << 20)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let hash = hash ^ (hash >> 29);
@@ -135,7 +143,7 @@ impl Table<Bucket> {
             let e = self.entry(i);
             match e.state.load(Ordering::Acquire) {
                 READY if e.stack == stack && e.size == size && e.thread == thread => {
-                    return Some(i as u32)
+                    return Some((i as u32, false))
                 }
                 EMPTY
                     if e.state
@@ -150,7 +158,7 @@ impl Table<Bucket> {
                         (*p).thread = thread;
                     }
                     e.state.store(READY, Ordering::Release);
-                    return Some(i as u32);
+                    return Some((i as u32, true));
                 }
                 _ => {}
             }
