@@ -649,7 +649,9 @@ fn sample_type_switch_on_a_memory_profile() {
             "alloc_objects",
             "alloc_space",
             "inuse_objects",
-            "inuse_space"
+            "inuse_space",
+            "peak_objects",
+            "peak_space"
         ])
     );
     assert_eq!(b.eval("rprof.lastTopType"), json!("alloc_space"));
@@ -671,6 +673,13 @@ fn sample_type_switch_on_a_memory_profile() {
         json!("inuse_space")
     );
     b.screenshot("flame-inuse-space");
+    // rprof's own peak-heap type is one more choice of the same switch.
+    b.open(&format!("{}/#view=top&sample_index=peak_space", server.url), "top");
+    b.wait_for("rprof.ready && rprof.lastTopType === 'peak_space'");
+    assert_eq!(
+        b.eval("document.querySelector('#sample_index').value"),
+        json!("peak_space")
+    );
 }
 
 /// A profile shaped like the benchmark: 1M samples over 50k distinct stacks of depth
