@@ -294,7 +294,7 @@ fn every_endpoint_of_a_live_service() {
         top.stdout
     );
     assert!(kept
-        .join("pprof.service.alloc_objects.alloc_space.inuse_objects.inuse_space.001.pb.gz")
+        .join("pprof.service.alloc_objects.alloc_space.inuse_objects.inuse_space.peak_objects.peak_space.001.pb.gz")
         .is_file());
     let _ = std::fs::remove_dir_all(&kept);
 

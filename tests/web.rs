@@ -674,7 +674,10 @@ fn sample_type_switch_on_a_memory_profile() {
     );
     b.screenshot("flame-inuse-space");
     // rprof's own peak-heap type is one more choice of the same switch.
-    b.open(&format!("{}/#view=top&sample_index=peak_space", server.url), "top");
+    b.open(
+        &format!("{}/#view=top&sample_index=peak_space", server.url),
+        "top",
+    );
     b.wait_for("rprof.ready && rprof.lastTopType === 'peak_space'");
     assert_eq!(
         b.eval("document.querySelector('#sample_index').value"),
