@@ -281,7 +281,7 @@ fn bad_report_input_is_a_one_line_error() {
         ),
         (
             vec!["top", cpu, mem],
-            "incompatible profiles: sample types [samples/count cpu/nanoseconds] and [alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes]",
+            "incompatible profiles: sample types [samples/count cpu/nanoseconds] and [alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes peak_objects/count peak_space/bytes]",
         ),
         (vec!["diff", mem, cpu], "incompatible profiles"),
         (vec!["top", "--lines", "--files", cpu], "cannot be used with"),
