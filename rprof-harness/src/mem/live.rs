@@ -1,6 +1,8 @@
 //! Which live allocations were sampled: address → bucket.
 //!
-//! `free` must answer "was this pointer sampled?" for every pointer, so at sampling rates the
+//! At rate 1 ([`DIRECT`]) nearly every block is sampled, and addresses go to the direct map of
+//! [`super::direct`], laid out as the heap is; only addresses it cannot hold come here. At
+//! sampling rates `free` must answer "was this pointer sampled?" for every pointer, so at sampling rates the
 //! common answer (no) comes from a lock-free counting filter: one counter per hash slot, raised on insert and
 //! lowered on removal. Only a pointer whose slot counter is non-zero takes a shard's lock (256
 //! shards by address hash, each an open-addressing table with backward-shift deletion, in mapped
@@ -14,12 +16,13 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
+use super::direct;
 use crate::sys;
 
 const SHARDS: usize = 256;
-/// No filter: when every allocation is sampled (rate 1) nearly every free finds its block in
-/// the table, and the filter would only add a cache miss to each operation.
-pub(crate) const NO_FILTER: usize = 0;
+/// Every allocation is sampled (rate 1): blocks go to the direct map, and no filter, since
+/// nearly every free finds its block and a filter would only add a cache miss to each.
+pub(crate) const DIRECT: usize = 0;
 /// Filter slots when few are (the default rate): 64 KiB, small enough to stay in cache, since
 /// every `free` reads it.
 pub(crate) const FILTER_SLOTS_SPARSE: usize = 1 << 14;
@@ -62,19 +65,24 @@ static FILTER: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
 static FILTER_MASK: AtomicUsize = AtomicUsize::new(0);
 /// Whether [`init`] ran (with or without a filter).
 static READY: AtomicBool = AtomicBool::new(false);
+/// Whether [`init`] chose [`DIRECT`].
+static USE_DIRECT: AtomicBool = AtomicBool::new(false);
 
 fn hash(addr: u64) -> u64 {
     let h = (addr >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^ (h >> 32)
 }
 
-/// Map the filter with `slots` (a power of two) counters, or none for [`NO_FILTER`]. Call once
-/// before the first insert; the first call decides. False when the kernel refuses memory.
+/// Map the filter with `slots` (a power of two) counters, or choose the direct map for
+/// [`DIRECT`]. Call once before the first insert; the first call decides. False when the kernel
+/// refuses memory.
 pub(crate) fn init(slots: usize) -> bool {
     if READY.load(Ordering::Acquire) {
         return true;
     }
-    if slots != NO_FILTER {
+    if slots == DIRECT {
+        USE_DIRECT.store(true, Ordering::Release);
+    } else {
         let p = sys::map_zeroed(slots * 4) as *mut AtomicU32;
         if p.is_null() {
             return false;
@@ -246,6 +254,9 @@ pub(crate) fn insert(addr: u64, bucket: u32) -> bool {
     if !READY.load(Ordering::Acquire) {
         return false;
     }
+    if USE_DIRECT.load(Ordering::Relaxed) && direct::covers(addr) {
+        return direct::insert(addr, bucket);
+    }
     let h = hash(addr);
     let mut g = Guard::lock(shard_of(h));
     let t = g.table();
@@ -265,6 +276,9 @@ pub(crate) fn insert(addr: u64, bucket: u32) -> bool {
 pub(crate) fn remove(addr: u64) -> Option<u32> {
     if !READY.load(Ordering::Acquire) {
         return None;
+    }
+    if USE_DIRECT.load(Ordering::Relaxed) && direct::covers(addr) {
+        return direct::remove(addr);
     }
     let h = hash(addr);
     let counter = filter_slot(h);

@@ -11,6 +11,7 @@
 //! [`live`] and [`tables`]), never panic, and do nothing on harness threads or while the calling
 //! thread is inside harness code (which is how the harness's own allocations stay out).
 
+pub(crate) mod direct;
 pub(crate) mod live;
 pub mod peak;
 pub(crate) mod tables;
@@ -67,7 +68,7 @@ pub fn start(rate: u64) -> Result<(), MemError> {
             let _ = TABLES.set(Tables { stacks, buckets });
         }
         let slots = if rate == 1 {
-            live::NO_FILTER
+            live::DIRECT
         } else {
             live::FILTER_SLOTS_SPARSE
         };
