@@ -6,8 +6,8 @@
 //! recording every allocation. This map keeps one 32-bit entry (bucket + 1; 0 = none) per
 //! 16-byte granule of address space, so blocks allocated together are remembered in the same
 //! cache lines, and a free touches an entry four times denser than the heap it describes.
-//! glibc's blocks are 16-byte aligned and at least 32 bytes long, so no two live blocks start in
-//! one granule; [`covers`] sends any other address to the hashed table.
+//! Two live blocks that are 16-byte aligned (as all of glibc's are) never start in one granule;
+//! [`covers`] sends any other address to the hashed table.
 //!
 //! Three levels: address bits 35..47 index a static root of directories, bits 22..35 a
 //! directory of leaves, bits 4..22 a leaf of 2^18 entries (1 MiB, describing 4 MiB of heap).
