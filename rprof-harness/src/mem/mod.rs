@@ -251,7 +251,10 @@ pub fn snapshot() -> MemData {
         let mut index_of_id: HashMap<u32, usize> = HashMap::new();
         let mut index_of_frames: HashMap<&[u64], usize> = HashMap::new();
         let mut folded: HashMap<(usize, u64, u32), usize> = HashMap::new();
-        for b in t.buckets.iter().filter(|b| b.is_ready()) {
+        // The list of created buckets, not the table: a checkpoint every 100 ms must not sweep
+        // 48 MiB of mostly empty entries (and the cache with them).
+        let created = peak::used_buckets().map(|id| t.buckets.get(id));
+        for b in created.filter(|b| b.is_ready()) {
             let (id, size, thread) = b.key();
             let stack = *index_of_id.entry(id).or_insert_with(|| {
                 let frames = t.stacks.frames(id);

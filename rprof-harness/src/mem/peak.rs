@@ -78,8 +78,9 @@ pub(crate) fn bucket_created(id: u32) {
     }
 }
 
-/// Every bucket created so far.
-fn used_buckets() -> impl Iterator<Item = u32> {
+/// Every bucket created so far, in creation order (a peak snapshot and [`super::snapshot`]
+/// visit only these, not the whole table).
+pub(crate) fn used_buckets() -> impl Iterator<Item = u32> {
     let used = USED.get();
     let n = used.map_or(0, |u| u.len.load(Ordering::Acquire).min(u.capacity));
     (0..n).filter_map(move |i| {
