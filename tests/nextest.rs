@@ -71,6 +71,43 @@ fn each_test_process_is_labelled_and_shards_merge_to_the_whole() {
 
     let mem = read_profile(&fixture.path("mem.prof"));
     assert_test_costs_allocations(&mem);
+    // A process per test: each test's peak is its own. The allocation tests hold everything
+    // they allocate until their vector drops, so the peak is every byte of it (rate 1: exact),
+    // and `cargo rprof tests --sort peak_bytes` ranks them by it.
+    let report = run(fixture.rprof(&[
+        "tests",
+        "mem.prof",
+        "--sort",
+        "peak_bytes",
+        "--format",
+        "json",
+    ]));
+    report.expect_code(0);
+    let rows: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let position = |test: &str| rows.iter().position(|r| r["test"] == test);
+    for (test, bytes) in [
+        ("tests::allocs_1001", 108_000),
+        ("tests::allocs_501", 36_000),
+    ] {
+        let row = position(test).map(|i| &rows[i]);
+        assert_eq!(
+            row.map(|r| r["peak_bytes"].clone()),
+            Some(bytes.into()),
+            "{test}'s peak in {}",
+            report.stdout
+        );
+    }
+    assert!(
+        position("tests::allocs_1001") < position("tests::allocs_501"),
+        "sorted by peak_bytes, largest first: {}",
+        report.stdout
+    );
+    let peaks: Vec<u64> = rows
+        .iter()
+        .map(|r| r["peak_bytes"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(peaks.windows(2).all(|w| w[0] >= w[1]), "{peaks:?}");
 
     // Two shards, merged, against the whole run.
     for shard in ["1", "2"] {
