@@ -327,6 +327,11 @@ fn a_thread_that_blocks_the_profilers_signal_is_named() {
         .find(|l| l.contains("blocks the profiler's signal"))
         .unwrap_or_else(|| panic!("no warning:\n{}", out.stderr));
     assert!(warning.contains("(blocker)"), "{warning}");
+    // One prefix: the profile's comment says `rprof:`, the terminal says `warning:`.
+    assert!(
+        warning.starts_with("warning: thread "),
+        "one prefix, then the notice: {warning}"
+    );
     let p = read_profile(&fixture.path("cpu.prof"));
     assert!(p
         .comment

@@ -381,7 +381,9 @@ fn print_report(
     for c in &profile.comment {
         let text = profile.str(*c);
         if !MARKER_COMMENTS.contains(&text) {
-            term::warning(text);
+            // The profile's comments say `rprof:` for whoever reads the file; `warning:` says
+            // it here.
+            term::warning(text.strip_prefix("rprof: ").unwrap_or(text));
         }
     }
     let opts = ReportOptions {
