@@ -9,6 +9,14 @@ use rprof::{
     read_profile, run, Fixture,
 };
 
+/// Held by the tests that measure CPU time: run side by side they would share the two cores of
+/// CI with each other's spinning fixtures, and CPU-timer signals come late under contention.
+static MEASURING_CPU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn measuring_cpu() -> std::sync::MutexGuard<'static, ()> {
+    MEASURING_CPU.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const TESTS: [&str; 7] = [
     "tests::burn_03",
     "tests::burn_06",
@@ -28,6 +36,7 @@ fn each_test_process_is_labelled_and_shards_merge_to_the_whole() {
     if nextest_tool().is_none() {
         return;
     }
+    let _alone = measuring_cpu();
     let fixture = Fixture::copy("test_costs");
     let profile_flags = [
         "--cpuprofile",
@@ -173,6 +182,7 @@ fn retried_and_timed_out_tests_keep_their_profiles() {
     if nextest_tool().is_none() {
         return;
     }
+    let _alone = measuring_cpu();
     let fixture = Fixture::copy("nextest_cases");
     let ran = run(fixture.rprof(&[
         "nextest",
