@@ -319,7 +319,12 @@ fn cpu_run(fixture: &Fixture, file: &str, test: &str, extra: &[&str]) -> Ran {
 #[test]
 fn a_thread_that_blocks_the_profilers_signal_is_named() {
     let fixture = Fixture::copy("hostile");
-    let out = cpu_run(&fixture, "cpu.prof", "a_thread_blocks_every_signal", &[]);
+    let out = cpu_run(
+        &fixture,
+        "cpu.prof",
+        "a_thread_blocks_every_signal",
+        &["--nocapture"],
+    );
     out.expect_code(0);
     let warning = out
         .stderr
@@ -337,6 +342,25 @@ fn a_thread_that_blocks_the_profilers_signal_is_named() {
         .comment
         .iter()
         .any(|&c| p.str(c).contains("(blocker) blocks the profiler's signal")));
+    // Its timer's periods fell due and were never signalled (the signal stayed pending until
+    // the thread ended): the profile says how much CPU time it is short of, from the thread's
+    // own CPU clock.
+    let blocked_ms = out.truth()["blocked_cpu_ns"] as f64 / 1e6;
+    let short_ms = p
+        .comment
+        .iter()
+        .find_map(|&c| {
+            let text = p.str(c);
+            let rest = text.strip_prefix("rprof: ")?;
+            let (ms, what) = rest.split_once(" ms of CPU time ")?;
+            what.starts_with("fell due for samples the kernel never signalled")
+                .then(|| ms.parse::<f64>().ok())?
+        })
+        .unwrap_or_else(|| panic!("no unsignalled-time comment: {:?}", p.comment));
+    assert!(
+        (short_ms - blocked_ms).abs() <= 20.0 + 0.02 * blocked_ms,
+        "{short_ms} ms reported unsignalled, the blocked thread used {blocked_ms} ms"
+    );
 }
 
 #[test]

@@ -83,6 +83,9 @@ pub struct CpuData {
     pub threads_unprofiled: u64,
     /// Periods that fell while a thread ran the harness's own code, and were not sampled.
     pub in_harness: u64,
+    /// Periods that fell due on threads' CPU clocks but were never signalled (see
+    /// `UNSIGNALLED`): the profile is short by this much.
+    pub unsignalled: u64,
     /// What kept samples from being taken (threads blocking the signal, a replaced handler),
     /// one sentence each, for the profile's comments.
     pub notices: Vec<String>,
@@ -106,6 +109,19 @@ static LEAF_ONLY: AtomicU64 = AtomicU64::new(0);
 static TIMERS: [AtomicUsize; MAX_TIMERS] = [const { AtomicUsize::new(0) }; MAX_TIMERS];
 /// The thread each live timer samples (parallel to `TIMERS`).
 static TIMER_TIDS: [AtomicI32; MAX_TIMERS] = [const { AtomicI32::new(0) }; MAX_TIMERS];
+/// A slot claimed by [`arm_thread`] whose timer is not made yet.
+const RESERVED: usize = usize::MAX;
+/// Per slot: its thread's CPU clock (ns) when the timer was armed, and the first expiry after
+/// that, so that when the timer is deleted the periods that fell due are known exactly.
+static SLOT_ARMED_CPU: [AtomicU64; MAX_TIMERS] = [const { AtomicU64::new(0) }; MAX_TIMERS];
+static SLOT_FIRST: [AtomicU64; MAX_TIMERS] = [const { AtomicU64::new(0) }; MAX_TIMERS];
+/// Per slot: the periods its timer's signals stood for (`1 + si_overrun` each), whatever
+/// became of the sample.
+static SLOT_SIGNALLED: [AtomicU64; MAX_TIMERS] = [const { AtomicU64::new(0) }; MAX_TIMERS];
+/// Periods that fell due on deleted timers but were never signalled: the kernel fires a CPU
+/// timer only on a scheduler tick that finds its thread running, so under contention signals
+/// come late, and those still due when a thread ends (or profiling stops) never come.
+static UNSIGNALLED: AtomicU64 = AtomicU64::new(0);
 /// In-process mode: no `pthread_create` wrapper, so the drain thread finds new threads itself.
 static SCAN_THREADS: AtomicBool = AtomicBool::new(false);
 
@@ -170,6 +186,7 @@ fn start_session(hz: u32) -> Result<(), CpuError> {
     LEAF_ONLY.store(0, Ordering::Relaxed);
     UNPROFILED.store(0, Ordering::Relaxed);
     IN_HARNESS.store(0, Ordering::Relaxed);
+    UNSIGNALLED.store(0, Ordering::Relaxed);
     install_handler()?;
     let stop = std::sync::Arc::new(Wake::default());
     let stacks = std::sync::Arc::new(Mutex::new(HashMap::new()));
@@ -202,10 +219,13 @@ pub fn stop() -> Result<CpuData, CpuError> {
         return Err(CpuError::NotRunning);
     };
     ENABLED.store(false, Ordering::Release);
-    for (slot, tid) in TIMERS.iter().zip(&TIMER_TIDS) {
-        tid.store(0, Ordering::Relaxed);
+    for (i, (slot, tid)) in TIMERS.iter().zip(&TIMER_TIDS).enumerate() {
+        let thread = tid.swap(0, Ordering::Relaxed);
         let t = slot.swap(0, Ordering::AcqRel);
-        if t != 0 {
+        if t != 0 && t != RESERVED {
+            if let Some(now) = thread_cpu_ns(thread_cpu_clock(thread)) {
+                account_unsignalled(i, now);
+            }
             // SAFETY: `t - 1` is a timer id created by timer_create and not yet deleted: the
             // swap made us its only owner.
             unsafe { libc::timer_delete((t - 1) as libc::timer_t) };
@@ -226,6 +246,7 @@ pub fn stop() -> Result<CpuData, CpuError> {
         leaf_only: LEAF_ONLY.load(Ordering::Relaxed),
         threads_unprofiled: UNPROFILED.load(Ordering::Relaxed),
         in_harness: IN_HARNESS.load(Ordering::Relaxed),
+        unsignalled: UNSIGNALLED.load(Ordering::Relaxed),
         notices,
     })
 }
@@ -251,6 +272,7 @@ pub fn snapshot() -> Result<CpuData, CpuError> {
         leaf_only: LEAF_ONLY.load(Ordering::Relaxed),
         threads_unprofiled: UNPROFILED.load(Ordering::Relaxed),
         in_harness: IN_HARNESS.load(Ordering::Relaxed),
+        unsignalled: UNSIGNALLED.load(Ordering::Relaxed),
         notices: crate::signal_watch::notices(),
     })
 }
@@ -268,9 +290,14 @@ pub fn thread_started_slot() -> Option<usize> {
 /// Called when a thread exits: delete its timer if it has one.
 pub fn thread_exiting(slot: usize) {
     if let Some(s) = TIMERS.get(slot) {
-        TIMER_TIDS[slot].store(0, Ordering::Relaxed);
+        let own = TIMER_TIDS[slot].swap(0, Ordering::Relaxed) == thread::gettid();
         let t = s.swap(0, Ordering::AcqRel);
-        if t != 0 {
+        if t != 0 && t != RESERVED {
+            if own {
+                if let Some(now) = thread_cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID) {
+                    account_unsignalled(slot, now);
+                }
+            }
             // SAFETY: as in `stop`: the swap made us the only owner of this live timer.
             unsafe { libc::timer_delete((t - 1) as libc::timer_t) };
         }
@@ -292,35 +319,41 @@ pub fn arm_thread(tid: libc::pid_t) -> Option<usize> {
     let clock = if tid == thread::gettid() {
         libc::CLOCK_THREAD_CPUTIME_ID
     } else {
-        // The kernel's CPU clock id of another thread: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
-        ((!(tid as libc::clockid_t)) << 3) | 2 | 4
+        thread_cpu_clock(tid)
+    };
+    // The slot first: the timer's signals carry it, so the handler can count them per thread.
+    let Some(slot) = TIMERS.iter().position(|s| {
+        s.compare_exchange(0, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }) else {
+        UNPROFILED.fetch_add(1, Ordering::Relaxed);
+        return None;
     };
     // SAFETY: sigevent is plain data; zeroed is a valid starting value.
     let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
     sev.sigev_notify = libc::SIGEV_THREAD_ID;
     sev.sigev_signo = SIGNAL.load(Ordering::Acquire);
     sev.sigev_notify_thread_id = tid;
+    sev.sigev_value = libc::sigval {
+        sival_ptr: (slot + 1) as *mut libc::c_void,
+    };
     let mut timer: libc::timer_t = std::ptr::null_mut();
     // SAFETY: `sev` and `timer` are valid for the call.
     if unsafe { libc::timer_create(clock, &mut sev, &mut timer) } != 0 {
+        TIMERS[slot].store(0, Ordering::Release);
         // Another thread may have exited since it was listed: that is no loss.
         if clock == libc::CLOCK_THREAD_CPUTIME_ID {
             UNPROFILED.fetch_add(1, Ordering::Relaxed);
         }
         return None;
     }
-    let Some(slot) = TIMERS.iter().position(|s| {
-        s.compare_exchange(0, timer as usize + 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    }) else {
-        // SAFETY: we just created it and nobody else knows it.
-        unsafe { libc::timer_delete(timer) };
-        UNPROFILED.fetch_add(1, Ordering::Relaxed);
-        return None;
-    };
-    TIMER_TIDS[slot].store(tid, Ordering::Release);
     let period = PERIOD_NS.load(Ordering::Relaxed).max(1);
     let first = 1 + (crate::rng::next_u64() % period);
+    SLOT_SIGNALLED[slot].store(0, Ordering::Relaxed);
+    SLOT_FIRST[slot].store(first, Ordering::Relaxed);
+    SLOT_ARMED_CPU[slot].store(thread_cpu_ns(clock).unwrap_or(0), Ordering::Relaxed);
+    TIMERS[slot].store(timer as usize + 1, Ordering::Release);
+    TIMER_TIDS[slot].store(tid, Ordering::Release);
     let ts = |ns: u64| libc::timespec {
         tv_sec: (ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (ns % 1_000_000_000) as libc::c_long,
@@ -396,6 +429,13 @@ extern "C" fn on_timer_signal(
 ) {
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     let errno = unsafe { *libc::__errno_location() };
+    if ENABLED.load(Ordering::Acquire) {
+        // SAFETY: `info` is the kernel's siginfo for this delivery.
+        let (slot, overrun) = unsafe { (timer_slot(info), timer_overrun(info)) };
+        if let Some(signalled) = slot.and_then(|i| SLOT_SIGNALLED.get(i)) {
+            signalled.fetch_add(1 + overrun as u64, Ordering::Relaxed);
+        }
+    }
     if ENABLED.load(Ordering::Acquire) && thread::in_harness() {
         // SAFETY: `info` is the kernel's siginfo for this delivery.
         let overrun = unsafe { timer_overrun(info) };
@@ -443,6 +483,53 @@ unsafe fn timer_overrun(info: *const libc::siginfo_t) -> i32 {
     // SAFETY: siginfo_t is 128 bytes; offset 20 is inside it and 4-byte aligned.
     let overrun = unsafe { *((info as *const u8).add(20) as *const i32) };
     overrun.max(0)
+}
+
+/// The timer slot a timer signal carries in `si_value` (see [`arm_thread`]).
+///
+/// # Safety
+/// `info` must point at a valid `siginfo_t`.
+unsafe fn timer_slot(info: *const libc::siginfo_t) -> Option<usize> {
+    // SAFETY: the caller guarantees `info` is valid.
+    if unsafe { (*info).si_code } != SI_TIMER {
+        return None;
+    }
+    // For timers `si_value` follows `si_tid` and `si_overrun`, at offset 24.
+    // SAFETY: siginfo_t is 128 bytes; offset 24 is inside it and 8-byte aligned.
+    let value = unsafe { *((info as *const u8).add(24) as *const usize) };
+    value.checked_sub(1)
+}
+
+/// The kernel's CPU clock id of thread `tid` of this process:
+/// `MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`.
+fn thread_cpu_clock(tid: libc::pid_t) -> libc::clockid_t {
+    ((!(tid as libc::clockid_t)) << 3) | 2 | 4
+}
+
+/// The CPU time of `clock` in nanoseconds, or `None` when its thread is gone.
+fn thread_cpu_ns(clock: libc::clockid_t) -> Option<u64> {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a clock id and a valid out-pointer; clock_gettime is async-signal-safe.
+    (unsafe { libc::clock_gettime(clock, &mut t) } == 0)
+        .then(|| t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
+}
+
+/// A slot's timer is being deleted with its thread's CPU clock at `cpu_now`: add the periods
+/// that fell due since it was armed and were never signalled to [`UNSIGNALLED`].
+fn account_unsignalled(slot: usize, cpu_now: u64) {
+    let period = PERIOD_NS.load(Ordering::Relaxed).max(1);
+    let elapsed = cpu_now.saturating_sub(SLOT_ARMED_CPU[slot].load(Ordering::Relaxed));
+    let first = SLOT_FIRST[slot].load(Ordering::Relaxed);
+    let due = if elapsed >= first {
+        (elapsed - first) / period + 1
+    } else {
+        0
+    };
+    let signalled = SLOT_SIGNALLED[slot].swap(0, Ordering::Relaxed);
+    UNSIGNALLED.fetch_add(due.saturating_sub(signalled), Ordering::Relaxed);
 }
 
 /// A stop flag the drain thread can sleep on, so that stopping does not wait out its nap.

@@ -146,6 +146,14 @@ pub fn cpu_profile(data: &CpuData, objects: &[LoadedObject]) -> Profile {
             data.in_harness
         ));
     }
+    // A tick can end a thread between an expiry and its signal: only a share that changes
+    // the picture is worth a warning.
+    if data.unsignalled * 100 > sampled {
+        b.comment(&format!(
+            "rprof: {} ms of CPU time fell due for samples the kernel never signalled, so the profile is short by that much: threads that blocked the profiler's signal, or, on a machine with more busy threads than cores, signals still late when their thread ended (late ones are charged to the stack they land on)",
+            data.unsignalled * data.period_ns / 1_000_000
+        ));
+    }
     if data.threads_unprofiled > 0 {
         b.comment(&format!(
             "rprof: {} threads could not be given a CPU timer",
