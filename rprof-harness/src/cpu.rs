@@ -223,7 +223,7 @@ pub fn stop() -> Result<CpuData, CpuError> {
         let thread = tid.swap(0, Ordering::Relaxed);
         let t = slot.swap(0, Ordering::AcqRel);
         if t != 0 && t != RESERVED {
-            if let Some(now) = thread_cpu_ns(thread_cpu_clock(thread)) {
+            if let Some(now) = crate::sys::clock_ns(thread_cpu_clock(thread)) {
                 account_unsignalled(i, now);
             }
             // SAFETY: `t - 1` is a timer id created by timer_create and not yet deleted: the
@@ -294,7 +294,7 @@ pub fn thread_exiting(slot: usize) {
         let t = s.swap(0, Ordering::AcqRel);
         if t != 0 && t != RESERVED {
             if own {
-                if let Some(now) = thread_cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID) {
+                if let Some(now) = crate::sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) {
                     account_unsignalled(slot, now);
                 }
             }
@@ -351,7 +351,7 @@ pub fn arm_thread(tid: libc::pid_t) -> Option<usize> {
     let first = 1 + (crate::rng::next_u64() % period);
     SLOT_SIGNALLED[slot].store(0, Ordering::Relaxed);
     SLOT_FIRST[slot].store(first, Ordering::Relaxed);
-    SLOT_ARMED_CPU[slot].store(thread_cpu_ns(clock).unwrap_or(0), Ordering::Relaxed);
+    SLOT_ARMED_CPU[slot].store(crate::sys::clock_ns(clock).unwrap_or(0), Ordering::Relaxed);
     TIMERS[slot].store(timer as usize + 1, Ordering::Release);
     TIMER_TIDS[slot].store(tid, Ordering::Release);
     let ts = |ns: u64| libc::timespec {
@@ -504,17 +504,6 @@ unsafe fn timer_slot(info: *const libc::siginfo_t) -> Option<usize> {
 /// `MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`.
 fn thread_cpu_clock(tid: libc::pid_t) -> libc::clockid_t {
     ((!(tid as libc::clockid_t)) << 3) | 2 | 4
-}
-
-/// The CPU time of `clock` in nanoseconds, or `None` when its thread is gone.
-fn thread_cpu_ns(clock: libc::clockid_t) -> Option<u64> {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a clock id and a valid out-pointer; clock_gettime is async-signal-safe.
-    (unsafe { libc::clock_gettime(clock, &mut t) } == 0)
-        .then(|| t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
 }
 
 /// A slot's timer is being deleted with its thread's CPU clock at `cpu_now`: add the periods

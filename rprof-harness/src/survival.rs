@@ -287,11 +287,7 @@ fn run_previous(
 
 /// CPU time the calling thread has used.
 fn thread_cpu_time() -> Duration {
-    // SAFETY: timespec is plain data, written by clock_gettime.
-    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    Duration::from_nanos(crate::sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(0))
 }
 
 /// The watcher thread: checkpoint while the program runs; on a signal, write the profiles and

@@ -2,7 +2,7 @@
 //! `malloc` itself. Anonymous, zero-filled, reserved lazily (untouched pages cost nothing).
 //! And raw system calls, which bypass libc's `syscall` (the preload interposes it).
 //! And the signal-action plumbing the profilers share (which handler a signal has, installing
-//! one, finding a real-time signal nobody uses).
+//! one, finding a real-time signal nobody uses), and reading a clock from a signal handler.
 
 /// Map `bytes` of zeroed memory, or return null when the kernel refuses.
 pub(crate) fn map_zeroed(bytes: usize) -> *mut u8 {
@@ -73,6 +73,18 @@ pub(crate) unsafe fn raw_syscall(
     } else {
         ret
     }
+}
+
+/// The time of `clock` in nanoseconds (a thread's CPU clock, say), or `None` when it cannot be
+/// read (the thread is gone). Async-signal-safe.
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> Option<u64> {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a clock id and a valid out-pointer; clock_gettime is async-signal-safe.
+    (unsafe { libc::clock_gettime(clock, &mut t) } == 0)
+        .then(|| t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
 }
 
 /// The handler of `signal` now (a function's address, or `SIG_DFL`/`SIG_IGN`), `None` when it
