@@ -25,6 +25,8 @@ pub struct Merger {
     builder: Option<ProfileBuilder>,
     types: Vec<(String, String)>,
     period: i64,
+    /// The earliest start of the inputs, and the latest end of those that span a time (CPU
+    /// profiles; block, mutex and heap profiles carry only when they were taken).
     start: i64,
     end: i64,
     /// Comments that count something (`rprof: 3 samples lost ...`), summed across inputs:
@@ -78,7 +80,9 @@ impl Merger {
         self.period = self.period.max(p.period);
         if p.time_nanos != 0 {
             self.start = self.start.min(p.time_nanos);
-            self.end = self.end.max(p.time_nanos + p.duration_nanos);
+            if p.duration_nanos > 0 {
+                self.end = self.end.max(p.time_nanos + p.duration_nanos);
+            }
         }
         for &c in &p.comment {
             let text = p.str(c);
@@ -103,8 +107,15 @@ impl Merger {
             b.comment(&format!("rprof: {n} {what}"));
         }
         b.set_period(self.period);
-        if self.start <= self.end {
-            b.time(self.start, self.end - self.start);
+        if self.start != i64::MAX {
+            // Without a span among the inputs, the merged profile has none either: the gap
+            // between when two block profiles were written is no duration of anything.
+            let duration = if self.end > self.start {
+                self.end - self.start
+            } else {
+                0
+            };
+            b.time(self.start, duration);
         }
         Ok(b.build())
     }
@@ -208,6 +219,17 @@ mod tests {
         b.add_sample(&[l], &[value]);
         b.time(time, 5);
         b.build()
+    }
+
+    #[test]
+    fn profiles_without_a_duration_merge_without_one() {
+        let at = |time| {
+            let mut p = one("a", 1, time);
+            p.duration_nanos = 0;
+            p
+        };
+        let merged = merge(&[at(300), at(100)]).unwrap();
+        assert_eq!((merged.time_nanos, merged.duration_nanos), (100, 0));
     }
 
     #[test]
