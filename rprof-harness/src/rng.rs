@@ -23,14 +23,8 @@ pub(crate) fn next_f64() -> f64 {
 }
 
 fn seed() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid pointer we pass; it is
-    // async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now = crate::sys::clock_ns(libc::CLOCK_MONOTONIC).unwrap_or(0);
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u64;
-    (ts.tv_nsec as u64 ^ (ts.tv_sec as u64).rotate_left(32) ^ tid.rotate_left(17)) | 1
+    (now ^ tid.rotate_left(17)) | 1
 }

@@ -76,7 +76,7 @@ pub(crate) unsafe fn raw_syscall(
 }
 
 /// The time of `clock` in nanoseconds (a thread's CPU clock, say), or `None` when it cannot be
-/// read (the thread is gone). Async-signal-safe.
+/// read (the thread is gone). Async-signal-safe: the profilers read their clocks through it.
 pub(crate) fn clock_ns(clock: libc::clockid_t) -> Option<u64> {
     let mut t = libc::timespec {
         tv_sec: 0,

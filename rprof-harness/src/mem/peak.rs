@@ -161,9 +161,5 @@ pub(crate) fn peak() -> Peak {
 }
 
 fn now_ns() -> i64 {
-    // SAFETY: timespec is plain data written by clock_gettime, which is async-signal-safe.
-    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut t) };
-    t.tv_sec * 1_000_000_000 + t.tv_nsec
+    crate::sys::clock_ns(libc::CLOCK_REALTIME).unwrap_or(0) as i64
 }

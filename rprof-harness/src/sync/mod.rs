@@ -214,13 +214,7 @@ pub fn is_active() -> bool {
 /// Monotonic nanoseconds (vDSO; async-signal-safe).
 #[inline]
 pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::sys::clock_ns(libc::CLOCK_MONOTONIC).unwrap_or(0)
 }
 
 /// A wait in progress.
