@@ -284,15 +284,18 @@ fn the_programs_own_sigprof_is_left_alone() {
     let profiled = run(fixture.rprof(&args));
     profiled.expect_code(0);
     let truth = profiled.truth();
-    // ITIMER_PROF fires per 10 ms of the process's CPU time: compare signals per CPU second
-    // (the 1 s of spinning is wall time; a busy machine gives it less CPU).
+    // ITIMER_PROF fires per 10 ms of the process's CPU time, every thread's: compare signals
+    // per second of it (the 1 s of spinning is wall time; a busy machine gives it less CPU,
+    // and the profiler's own threads add to the process's, so the spinner's alone is no
+    // measure: CI saw 99.0 plain against 111.3 profiled by it).
     let rate = |t: &std::collections::HashMap<String, u64>| {
-        t["sigprof_count"] as f64 / (t["spin_cpu_ns"] as f64 / 1e9)
+        t["sigprof_count"] as f64 / (t["process_cpu_ns"] as f64 / 1e9)
     };
     let (a, b) = (rate(&plain), rate(&truth));
+    eprintln!("SIGPROFs per process CPU second: {a:.1} plain, {b:.1} profiled");
     assert!(
         (b - a).abs() <= 0.10 * a,
-        "SIGPROFs per CPU second: {a:.1} plain, {b:.1} profiled"
+        "SIGPROFs per process CPU second: {a:.1} plain, {b:.1} profiled"
     );
     let p = read_profile(&fixture.path("cpu.prof"));
     let spun = function_cum(&p, "cpu", "hostile::spin_here") as f64;
