@@ -77,6 +77,10 @@ struct TopRow<'a> {
     cum: i64,
     flat_label: String,
     cum_label: String,
+    /// flat, the running sum and cum as percentages of the total, as `top` prints them.
+    flat_pct: String,
+    sum_pct: String,
+    cum_pct: String,
 }
 
 /// `/api/top`: `top`'s table, values raw and as `top` prints them.
@@ -91,16 +95,23 @@ struct Top<'a> {
 }
 
 pub(super) fn top(table: &TopTable) -> String {
+    let mut sum = 0;
     let rows = table
         .rows
         .iter()
-        .map(|r| TopRow {
-            name: &r.name,
-            inline: r.inline,
-            flat: r.flat,
-            cum: r.cum,
-            flat_label: table.format(r.flat),
-            cum_label: table.format(r.cum),
+        .map(|r| {
+            sum += r.flat;
+            TopRow {
+                name: &r.name,
+                inline: r.inline,
+                flat: r.flat,
+                cum: r.cum,
+                flat_label: table.format(r.flat),
+                cum_label: table.format(r.cum),
+                flat_pct: TopTable::percent(r.flat, table.total),
+                sum_pct: TopTable::percent(sum, table.total),
+                cum_pct: TopTable::percent(r.cum, table.total),
+            }
         })
         .collect();
     let top = Top {
@@ -120,6 +131,8 @@ struct Edge<'a> {
     name: &'a str,
     value: i64,
     label: String,
+    /// The value as a percentage of its entry's cum.
+    pct: String,
     inline: bool,
 }
 
@@ -131,6 +144,8 @@ struct Entry<'a> {
     cum: i64,
     flat_label: String,
     cum_label: String,
+    flat_pct: String,
+    cum_pct: String,
     callers: Vec<Edge<'a>>,
     callees: Vec<Edge<'a>>,
 }
@@ -147,13 +162,14 @@ struct Peek<'a> {
 
 pub(super) fn peek<'a>(report: &'a TreeReport) -> String {
     let table = &report.table;
-    let edges = |edges: &'a [PeekEdge]| -> Vec<Edge<'a>> {
+    let edges = |edges: &'a [PeekEdge], of: i64| -> Vec<Edge<'a>> {
         edges
             .iter()
             .map(|e| Edge {
                 name: &e.name,
                 value: e.value,
                 label: table.format(e.value),
+                pct: TopTable::percent(e.value, of),
                 inline: e.inline,
             })
             .collect()
@@ -167,8 +183,10 @@ pub(super) fn peek<'a>(report: &'a TreeReport) -> String {
             cum: e.cum,
             flat_label: table.format(e.flat),
             cum_label: table.format(e.cum),
-            callers: edges(&e.callers),
-            callees: edges(&e.callees),
+            flat_pct: TopTable::percent(e.flat, table.total),
+            cum_pct: TopTable::percent(e.cum, table.total),
+            callers: edges(&e.callers, e.cum),
+            callees: edges(&e.callees, e.cum),
         })
         .collect();
     let peek = Peek {
@@ -305,4 +323,43 @@ pub(super) fn source(p: &Profile, index: usize, listings: &[FunctionListing]) ->
         listings,
     };
     serde_json::to_string(&source).expect("plain data serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page prints the CLI's percentages: 3001 of 4000 is 75.025% only in exact arithmetic;
+    /// `|v / t| * 100` (the CLI's, Go's) gives 75.0249…, so both print 75.02%, where the page's
+    /// own `100 * v / t` once rounded to 75.03%.
+    #[test]
+    fn top_rows_carry_the_clis_percentages() {
+        let table = TopTable {
+            labels: vec![],
+            unit: "nanoseconds".into(),
+            output_unit: "ms".into(),
+            type_name: "cpu".into(),
+            total: 4000,
+            rows: vec![
+                rprof_core::report::TopRow {
+                    name: "a".into(),
+                    flat: 999,
+                    cum: 3001,
+                    inline: "",
+                },
+                rprof_core::report::TopRow {
+                    name: "b".into(),
+                    flat: 3001,
+                    cum: 3001,
+                    inline: "",
+                },
+            ],
+        };
+        let json: serde_json::Value = serde_json::from_str(&top(&table)).unwrap();
+        let row = |i: usize, key: &str| json["rows"][i][key].as_str().unwrap().to_owned();
+        assert_eq!(row(0, "cum_pct"), "75.02%");
+        assert_eq!(row(0, "flat_pct"), "24.98%");
+        assert_eq!(row(1, "sum_pct"), "100%");
+        assert_eq!(row(1, "flat_pct"), "75.02%");
+    }
 }

@@ -301,6 +301,12 @@ impl TopTable {
     pub fn format(&self, value: i64) -> String {
         scaled_label(value, &self.unit, &self.output_unit)
     }
+
+    /// `value` as a percentage of `of`, as the table prints it (`75.02%`, `0.5%`, `100%`):
+    /// renderers take it from here so every view rounds the same way.
+    pub fn percent(value: i64, of: i64) -> String {
+        percentage(value, of).trim_start().to_owned()
+    }
 }
 
 /// How a report trims its graph: pprof trims `top` and `tree` (dropping nodes below 0.5% of the

@@ -79,8 +79,10 @@ function format(value, unit) {
   return text + name;
 }
 
+// A share of a total for what the server did not label; the same formula as the CLI's
+// percentages (|v / total| * 100), so the two agree but for an exact tie in the last digit.
 function pct(v, total) {
-  return total ? ((100 * v) / total).toFixed(2) + "%" : "";
+  return total ? (Math.abs(v / total) * 100).toFixed(2) + "%" : "";
 }
 
 // A regular expression from user input, or null when empty; a bad one is reported.
@@ -156,14 +158,16 @@ async function topView(s) {
     el("thead", {}, el("tr", {}, head("flat", "flat"), el("th", {}, "flat%"), el("th", {}, "sum%"),
       head("cum", "cum"), el("th", {}, "cum%"), head("name", "name"), el("th", {}, ""))));
   const body = el("tbody");
+  // sum% is the CLI's when the rows are top's own; filtered or re-sorted, it sums what is shown.
+  const asTop = !filter && sortKey === "flat" && !asc;
   let sum = 0;
   for (const r of rows) {
     sum += r.flat;
     const delta = (v) => (!meta.diff || v === 0 ? "" : v > 0 ? "grew" : "shrank");
     body.append(el("tr", {},
-      el("td", { class: delta(r.flat) }, r.flat_label), el("td", {}, pct(r.flat, data.total)),
-      el("td", {}, pct(sum, data.total)),
-      el("td", { class: delta(r.cum) }, r.cum_label), el("td", {}, pct(r.cum, data.total)),
+      el("td", { class: delta(r.flat) }, r.flat_label), el("td", {}, r.flat_pct),
+      el("td", {}, asTop ? r.sum_pct : pct(sum, data.total)),
+      el("td", { class: delta(r.cum) }, r.cum_label), el("td", {}, r.cum_pct),
       el("td", { class: "name" }, linkTo(r.name, { view: "callers", fn: r.name, zoom: null }, "its callers"), r.inline),
       el("td", { class: "acts" },
         linkTo("callers", { view: "callers", fn: r.name, zoom: null }),
@@ -269,12 +273,12 @@ async function peekView(s) {
     const body = el("tbody", { class: "entry" });
     const edge = (x, kind) => el("tr", { class: kind },
       el("td", {}, ""), el("td", {}, ""), el("td", {}, ""), el("td", {}, ""),
-      el("td", {}, `${x.label} ${pct(x.value, e.cum)}`),
+      el("td", {}, `${x.label} ${x.pct}`),
       el("td", { class: "name" }, linkTo(x.name, { re: "^" + escapeRegex(x.name) + "$" }), x.inline ? " (inline)" : ""));
     for (const c of e.callers) body.append(edge(c, "caller"));
     body.append(el("tr", { class: "self" },
-      el("td", {}, e.flat_label), el("td", {}, pct(e.flat, data.total)),
-      el("td", {}, e.cum_label), el("td", {}, pct(e.cum, data.total)), el("td", {}, ""),
+      el("td", {}, e.flat_label), el("td", {}, e.flat_pct),
+      el("td", {}, e.cum_label), el("td", {}, e.cum_pct), el("td", {}, ""),
       el("td", { class: "name" }, e.name)));
     for (const c of e.callees) body.append(edge(c, "callee"));
     table.append(body);

@@ -176,7 +176,7 @@ export class FlameGraph {
     }
     const f = this.opts.format;
     const total = this.root.value;
-    const pct = (v) => (total ? ((100 * v) / total).toFixed(2) + "%" : "");
+    const pct = (v) => (total ? (Math.abs(v / total) * 100).toFixed(2) + "%" : "");
     let text = `${n.parent === null ? this.opts.rootLabel : n.name}\n${f(n.value)} (${pct(n.value)})`;
     const own = n.value - n.children.reduce((s, c) => s + c.value, 0);
     if (n.children.length) text += `, self ${f(own)}`;
