@@ -386,6 +386,32 @@ fn views_in_a_real_browser() {
         );
     }
 
+    // Where the page formats a share itself (sum% of a filtered table, the flame graph's search
+    // result) it prints what the CLI's formatter prints, exact ties in the last digit included:
+    // 601 of 800 is 75.125% in floating point, 75.12% to Rust and Go, 75.13% to toFixed.
+    let grid: Vec<(i64, i64)> = [800i64, 4000, 333, 7]
+        .iter()
+        .flat_map(|&t| (0..=t).map(move |v| (v, t)))
+        .collect();
+    let page_pcts = b.eval(&format!(
+        "{:?}.map(([v, t]) => rprof.pct(v, t))",
+        grid.iter().map(|&(v, t)| [v, t]).collect::<Vec<_>>()
+    ));
+    let page_pcts = page_pcts.as_array().expect("the page's percentages");
+    let mut differ = vec![];
+    for (&(v, t), page) in grid.iter().zip(page_pcts) {
+        let cli = rprof_core::report::TopTable::percent(v, t);
+        if page.as_str() != Some(cli.as_str()) {
+            differ.push(format!("{v}/{t}: page {page}, CLI {cli}"));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} differ: {:?}",
+        differ.len(),
+        &differ[..differ.len().min(5)]
+    );
+
     // Flame graph: a click on a frame zooms into it; the URL keeps the zoom across a reload.
     b.open(&format!("{url}/#view=flame"), "flame");
     assert_eq!(b.eval("rprof.flame.zoomed.name"), json!("root"));

@@ -79,11 +79,42 @@ function format(value, unit) {
   return text + name;
 }
 
-// A share of a total for what the server did not label; the same formula as the CLI's
-// percentages (|v / total| * 100), so the two agree but for an exact tie in the last digit.
+// A share of a total for what the server did not label, exactly as the CLI prints it (Go's
+// pprof): |v / total| * 100; "100%" within 0.05 of it; two decimals from 1% up; below, Go's
+// %.2g. Rounding is on the double's exact decimal value, ties to even, as Rust and Go round:
+// toFixed would print 601 of 800 (75.125 exactly) as 75.13%, the CLI as 75.12%.
 function pct(v, total) {
-  return total ? (Math.abs(v / total) * 100).toFixed(2) + "%" : "";
+  if (!total) return "";
+  const r = Math.abs(v / total) * 100;
+  if (r >= 99.95 && r <= 100.05) return "100%";
+  if (r === 0) return "0%";
+  if (r >= 1) return roundHalfEven(r, 2) + "%";
+  // %.2g: two significant digits, trailing zeros dropped, an exponent below 1e-4.
+  const exact = r.toFixed(100);
+  let lead = exact.search(/[1-9]/) - 2; // zeros after the point before the first digit
+  let text = roundHalfEven(r, lead + 2);
+  if (text.replace(/^0\.0*/, "").length > 2) lead -= 1; // 0.0996 rounded up to 0.100
+  if (lead >= 4) {
+    const digits = text.replace(/^0\.0*/, "").slice(0, 2).replace(/0$/, "");
+    const mantissa = digits.length > 1 ? digits[0] + "." + digits.slice(1) : digits;
+    return `${mantissa}e-${String(lead + 1).padStart(2, "0")}%`;
+  }
+  text = text.replace(/0+$/, "").replace(/\.$/, "");
+  return text + "%";
 }
+
+// `x` (≥ 0) with `places` decimals, rounded half to even on its exact binary value.
+function roundHalfEven(x, places) {
+  const [whole, frac] = x.toFixed(100).split(".");
+  const kept = whole + frac.slice(0, places);
+  const rest = frac.slice(places);
+  const odd = Number(kept[kept.length - 1]) % 2 === 1;
+  const up = rest[0] > "5" || (rest[0] === "5" && (/[1-9]/.test(rest.slice(1)) || odd));
+  const digits = up ? (BigInt(kept) + 1n).toString().padStart(kept.length, "0") : kept;
+  const cut = digits.length - places;
+  return places ? digits.slice(0, cut) + "." + digits.slice(cut) : digits;
+}
+rprof.pct = pct;
 
 // A regular expression from user input, or null when empty; a bad one is reported.
 function regex(text) {
